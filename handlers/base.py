@@ -1,0 +1,208 @@
+"""Template for the image handlers: decode and check each request, restore the accepted ones,
+encode the results, and answer every request in the batch on its own.
+
+TorchServe calls :meth:`ImageHandler.handle` with a batch of requests.  A bad image in a batch
+gets its own 4xx status and JSON body (``context.set_response_status`` per request) while the
+other requests of the batch still get their pictures.  Subclasses implement
+:meth:`ImageHandler.load_model` and :meth:`ImageHandler.restore` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+from PIL import Image
+
+from handlers.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json"
+# Fields TorchServe hands over besides the image: query parameters and form fields.
+_NON_IMAGE_KEYS = {"format"}
+
+
+def request_body(row: dict[str, Any]) -> bytes:
+    """The image bytes of one request row (raw body, or the first file field of a multipart form).
+
+    ``curl --data-binary @x.jpg`` without a Content-Type sends ``application/x-www-form-urlencoded``;
+    TorchServe then parses the image as a URL-encoded form and the bytes are lost. That case gets a
+    415 that says how to send the image instead of a confusing decode error.
+    """
+    for key in ("body", "data"):
+        value = row.get(key)
+        if value is not None:
+            return _as_bytes(value)
+    candidates = {k: v for k, v in row.items() if k not in _NON_IMAGE_KEYS}
+    for value in candidates.values():
+        if isinstance(value, bytes | bytearray) and len(value) > 16:
+            return bytes(value)
+    if candidates:
+        raise ImageError(
+            415,
+            "FormEncodedBody",
+            "the body arrived as a URL-encoded form, which corrupts image bytes; send the raw image with "
+            "a Content-Type such as image/jpeg (curl: -H 'Content-Type: image/jpeg' --data-binary @photo.jpg) "
+            "or as a multipart file field (curl -F data=@photo.jpg)",
+        )
+    return b""
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        # TorchServe decodes text/* and JSON bodies before the handler sees them.
+        return value.encode("utf-8", errors="surrogateescape")
+    if isinstance(value, dict | list):
+        return json.dumps(value).encode()
+    return bytes(value)
+
+
+def query_value(row: dict[str, Any], key: str) -> str | None:
+    """A query-string parameter (TorchServe passes them as request fields)."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def error_body(err: ImageError) -> bytes:
+    return json.dumps(err.to_dict()).encode()
+
+
+class ImageHandler:
+    """Base of the colourise and super-resolution handlers (TorchServe custom handler protocol)."""
+
+    #: upscale factor of the output; used to refuse too-large outputs before decoding
+    scale: int = 1
+    #: metric dimension value and log name
+    task: str = "image"
+
+    def __init__(self) -> None:
+        self.initialized = False
+        self.model: torch.nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.limits = Limits()
+        self.model_name = self.task
+        self._metrics = None
+
+    # -- TorchServe protocol -------------------------------------------------------------
+    def initialize(self, context: Any) -> None:
+        """Load the model from the archive's directory onto the worker's device."""
+        props = context.system_properties
+        model_dir = props.get("model_dir", ".")
+        self.model_name = getattr(context, "model_name", None) or self.task
+        gpu_id = props.get("gpu_id")
+        if torch.cuda.is_available() and gpu_id is not None:
+            self.device = torch.device(f"cuda:{gpu_id}")
+        threads = os.environ.get("PIX2PIX_TORCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.limits = Limits.from_env()
+        self.model = self.load_model(model_dir)
+        self._init_metrics(context)
+        self.initialized = True
+        logger.info("%s ready on %s (limits %s)", self.model_name, self.device, self.limits)
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
+        """One result per request: image bytes, or a JSON error with its own 4xx/5xx status."""
+        results: list[bytes | None] = [None] * len(data)
+        accepted: list[tuple[int, Image.Image, str]] = []
+        for i, row in enumerate(data):
+            t0 = time.perf_counter()
+            try:
+                fmt = output_format(_header(context, i, "Accept"), query_value(row, "format"))
+                decoded = decode_image(request_body(row), self.limits, scale=self.scale)
+            except ImageError as err:
+                self._reject(context, i, err, results)
+                continue
+            self._metric("DecodeTime", (time.perf_counter() - t0) * 1000.0)
+            self._metric("InputMegapixels", decoded.megapixels)
+            accepted.append((i, decoded.image, fmt))
+
+        if accepted:
+            t0 = time.perf_counter()
+            try:
+                outputs = self.restore_batch([img for _, img, _ in accepted])
+            except ImageError as err:
+                for i, _, _ in accepted:
+                    self._reject(context, i, err, results)
+                outputs = []
+            except torch.OutOfMemoryError:
+                err = ImageError(503, "OutOfMemory", "the server ran out of memory for this image; "
+                                                     "retry later or send a smaller image")
+                for i, _, _ in accepted:
+                    self._reject(context, i, err, results)
+                outputs = []
+            self._metric("InferenceTime", (time.perf_counter() - t0) * 1000.0)
+            for (i, _, fmt), out in zip(accepted, outputs, strict=False):
+                t1 = time.perf_counter()
+                results[i] = encode_image(out, fmt)
+                context.set_response_content_type(i, CONTENT_TYPES[fmt])
+                self._metric("EncodeTime", (time.perf_counter() - t1) * 1000.0)
+        return [r if r is not None else b"" for r in results]
+
+    # -- steps subclasses implement ------------------------------------------------------
+    def load_model(self, model_dir: str) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def restore(self, image: Image.Image) -> Image.Image:
+        """Restore one upright sRGB image."""
+        raise NotImplementedError
+
+    def restore_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        """Restore several images; subclasses that can stack inputs override this."""
+        return [self.restore(img) for img in images]
+
+    # -- helpers -------------------------------------------------------------------------
+    def _reject(self, context: Any, i: int, err: ImageError, results: list[bytes | None]) -> None:
+        results[i] = error_body(err)
+        context.set_response_status(err.status, err.kind, i)
+        context.set_response_content_type(i, JSON_TYPE)
+        self._count_rejection(err.kind)
+        logger.info("request %d refused: %s %s", i, err.status, err.kind)
+
+    def _init_metrics(self, context: Any) -> None:
+        metrics = getattr(context, "metrics", None)
+        if metrics is None or not hasattr(metrics, "add_metric_to_cache"):
+            return
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        dims = ["ModelName", "Level"]
+        self._metrics = {
+            "DecodeTime": metrics.add_metric_to_cache("DecodeTime", "ms", dims, MetricTypes.HISTOGRAM),
+            "InferenceTime": metrics.add_metric_to_cache("InferenceTime", "ms", dims, MetricTypes.HISTOGRAM),
+            "EncodeTime": metrics.add_metric_to_cache("EncodeTime", "ms", dims, MetricTypes.HISTOGRAM),
+            "InputMegapixels": metrics.add_metric_to_cache("InputMegapixels", "MP", dims, MetricTypes.HISTOGRAM),
+            "Rejections": metrics.add_metric_to_cache(
+                "Rejections", "count", ["ModelName", "Level", "Reason"], MetricTypes.COUNTER
+            ),
+        }
+
+    def _metric(self, name: str, value: float) -> None:
+        if self._metrics is not None:
+            self._metrics[name].add_or_update(value, [self.model_name, "Model"])
+
+    def _count_rejection(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics["Rejections"].add_or_update(1, [self.model_name, "Model", reason])
+
+
+def _header(context: Any, i: int, key: str) -> str | None:
+    try:
+        return context.get_request_header(i, key)
+    except (AttributeError, KeyError, IndexError):
+        return None
+
+
+def pick_device(prefer_cuda: bool = True) -> torch.device:
+    """CUDA when present (and wanted), else CPU."""
+    return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")

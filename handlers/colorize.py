@@ -1,0 +1,137 @@
+"""TorchServe handler `colorize`: a Pix2Pix generator predicts colour (Lab chroma) for a photo.
+
+The generator sees the luminance at a small working resolution (its ``work_size``) and
+predicts a/b there; the chroma is upsampled to the photo's full size and recombined with the
+photo's own full-resolution luminance, so no detail is lost and any input size works.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from handlers.base import ImageHandler
+from training.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from training.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
+
+WEIGHT_FILES = ("generator.safetensors", "latest_net_G.pth", "generator.pth")
+# Rows recombined at a time at full resolution: bounds the float32 working set for huge photos.
+_STRIP_ROWS = 512
+
+
+def load_generator(model_dir: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, GeneratorConfig]:
+    """Load a generator from a weights directory (``config.json`` + safetensors, or a
+    reference ``latest_net_G.pth``, loaded without unpickling arbitrary objects)."""
+    cfg_path = os.path.join(model_dir, "config.json")
+    cfg = GeneratorConfig()
+    if os.path.exists(cfg_path):
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = GeneratorConfig.from_dict(json.load(f))
+    net = define_G(cfg)
+    for name in WEIGHT_FILES:
+        path = os.path.join(model_dir, name)
+        if not os.path.exists(path):
+            continue
+        if name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        net.load_state_dict(clean_reference_state_dict(state, net), strict=True)
+        break
+    else:
+        raise FileNotFoundError(f"no generator weights ({', '.join(WEIGHT_FILES)}) in {model_dir}")
+    net.eval().to(device)
+    return net, cfg
+
+
+def working_size(width: int, height: int, work_size: int) -> tuple[int, int]:
+    """Size the generator sees: the longest side becomes ``work_size`` (never upscaled past it)."""
+    longest = max(width, height)
+    s = min(1.0, work_size / longest)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def padded_side(work_size: int, num_downs: int) -> int:
+    """Every input is padded to this square so inputs of any aspect can be stacked in a batch."""
+    m = required_multiple(num_downs)
+    return max(m, math.ceil(work_size / m) * m)
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _pad_to(x: torch.Tensor, side: int) -> torch.Tensor:
+    _, _, h, w = x.shape
+    ph, pw = side - h, side - w
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+@torch.inference_mode()
+def predict_ab(net: torch.nn.Module, cfg: GeneratorConfig, images: list[Image.Image],
+               device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Predicted ab (2×h×w, Lab units) for each image at its working size."""
+    side = padded_side(cfg.work_size, cfg.num_downs)
+    batch, sizes = [], []
+    for img in images:
+        w, h = working_size(*img.size, cfg.work_size)
+        small = img.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0) if (w, h) != img.size else img
+        L = rgb_to_lab(_to_tensor(small))[0:1]
+        batch.append(_pad_to(normalize_l(L)[None], side))
+        sizes.append((h, w))
+    x = torch.cat(batch).to(device)
+    out = net(x).float().cpu()
+    return [denormalize_ab(out[i, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
+
+
+def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
+    """Full-resolution L of ``image`` + ab upsampled to its size → RGB, in strips of rows."""
+    width, height = image.size
+    # Chroma upsampling in PIL's float mode: cheap in memory even for 40 MP photos.
+    ab_full = [
+        np.asarray(Image.fromarray(ab_small[c].numpy().astype(np.float32), "F").resize(
+            (width, height), Image.Resampling.BILINEAR))
+        for c in range(2)
+    ]
+    src = np.asarray(image, dtype=np.uint8)
+    out = np.empty_like(src)
+    for top in range(0, height, _STRIP_ROWS):
+        bottom = min(height, top + _STRIP_ROWS)
+        rgb = torch.from_numpy(src[top:bottom].copy()).permute(2, 0, 1).float().div_(255.0)
+        lab = rgb_to_lab(rgb)
+        lab[1] = torch.from_numpy(ab_full[0][top:bottom])
+        lab[2] = torch.from_numpy(ab_full[1][top:bottom])
+        strip = lab_to_rgb(lab).mul_(255.0).round_().clamp_(0, 255).byte()
+        out[top:bottom] = strip.permute(1, 2, 0).numpy()
+    return Image.fromarray(out, "RGB")
+
+
+def colorize_images(net: torch.nn.Module, cfg: GeneratorConfig, images: list[Image.Image],
+                    device: torch.device | str = "cpu") -> list[Image.Image]:
+    """Colourise upright sRGB images (colour inputs are treated by their luminance)."""
+    abs_ = predict_ab(net, cfg, images, device)
+    return [recombine(img, ab) for img, ab in zip(images, abs_, strict=True)]
+
+
+class ColorizeHandler(ImageHandler):
+    """Colourise: any size and aspect in, the same size out, in sRGB."""
+
+    scale = 1
+    task = "colorize"
+
+    def load_model(self, model_dir: str) -> torch.nn.Module:
+        net, self.cfg = load_generator(model_dir, self.device)
+        return net
+
+    def restore_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        return colorize_images(self.model, self.cfg, images, self.device)
