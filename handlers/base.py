@@ -65,7 +65,10 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def query_value(row: dict[str, Any], key: str) -> str | None:
-    """A query-string parameter (TorchServe passes them as request fields)."""
+    """A form field of a multipart request (``curl -F format=jpeg -F data=@x.png``).
+
+    TorchServe 0.12 does not hand URL query parameters to handlers; form fields it does.
+    """
     value = row.get(key)
     if value is None:
         return None
@@ -76,6 +79,23 @@ def query_value(row: dict[str, Any], key: str) -> str | None:
 
 def error_body(err: ImageError) -> bytes:
     return json.dumps(err.to_dict()).encode()
+
+
+def upstream_error(body: bytes) -> ImageError | None:
+    """The error a previous workflow node answered with, if ``body`` is one.
+
+    TorchServe drops a node's status code and passes its body to the next node; a JSON error
+    body is recognised here so the next node forwards it instead of failing on it.
+    """
+    if not body.startswith(b"{") or len(body) > 65536:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and {"code", "type", "message"} <= data.keys() and isinstance(data["code"], int):
+        return ImageError(data["code"], str(data["type"]), str(data["message"]))
+    return None
 
 
 class ImageHandler:
@@ -92,6 +112,7 @@ class ImageHandler:
         self.device = torch.device("cpu")
         self.limits = Limits()
         self.model_name = self.task
+        self.in_workflow = False
         self._metrics = None
 
     # -- TorchServe protocol -------------------------------------------------------------
@@ -107,6 +128,8 @@ class ImageHandler:
         if threads:
             torch.set_num_threads(int(threads))
         self.limits = Limits.from_env()
+        # Workflow nodes are registered as "<workflow>__<node>" (e.g. restore__sr_x2).
+        self.in_workflow = "__" in self.model_name
         self.model = self.load_model(model_dir)
         self._init_metrics(context)
         self.initialized = True
@@ -120,11 +143,16 @@ class ImageHandler:
             t0 = time.perf_counter()
             try:
                 fmt = output_format(_header(context, i, "Accept"), query_value(row, "format"))
-                decoded = decode_image(request_body(row), self.limits, scale=self.scale)
+                body = request_body(row)
+                upstream = upstream_error(body) if self.in_workflow else None
+                if upstream is not None:
+                    # An earlier workflow node refused the image: hand its verdict on unchanged.
+                    raise upstream
+                decoded = decode_image(body, self.limits, scale=self.scale)
             except ImageError as err:
                 self._reject(context, i, err, results)
                 continue
-            self._metric("DecodeTime", (time.perf_counter() - t0) * 1000.0)
+            self._metric("DecodeSeconds", time.perf_counter() - t0)
             self._metric("InputMegapixels", decoded.megapixels)
             accepted.append((i, decoded.image, fmt))
 
@@ -142,12 +170,12 @@ class ImageHandler:
                 for i, _, _ in accepted:
                     self._reject(context, i, err, results)
                 outputs = []
-            self._metric("InferenceTime", (time.perf_counter() - t0) * 1000.0)
+            self._metric("InferenceSeconds", time.perf_counter() - t0)
             for (i, _, fmt), out in zip(accepted, outputs, strict=False):
                 t1 = time.perf_counter()
                 results[i] = encode_image(out, fmt)
                 context.set_response_content_type(i, CONTENT_TYPES[fmt])
-                self._metric("EncodeTime", (time.perf_counter() - t1) * 1000.0)
+                self._metric("EncodeSeconds", time.perf_counter() - t1)
         return [r if r is not None else b"" for r in results]
 
     # -- steps subclasses implement ------------------------------------------------------
@@ -178,9 +206,9 @@ class ImageHandler:
 
         dims = ["ModelName", "Level"]
         self._metrics = {
-            "DecodeTime": metrics.add_metric_to_cache("DecodeTime", "ms", dims, MetricTypes.HISTOGRAM),
-            "InferenceTime": metrics.add_metric_to_cache("InferenceTime", "ms", dims, MetricTypes.HISTOGRAM),
-            "EncodeTime": metrics.add_metric_to_cache("EncodeTime", "ms", dims, MetricTypes.HISTOGRAM),
+            "DecodeSeconds": metrics.add_metric_to_cache("DecodeSeconds", "s", dims, MetricTypes.HISTOGRAM),
+            "InferenceSeconds": metrics.add_metric_to_cache("InferenceSeconds", "s", dims, MetricTypes.HISTOGRAM),
+            "EncodeSeconds": metrics.add_metric_to_cache("EncodeSeconds", "s", dims, MetricTypes.HISTOGRAM),
             "InputMegapixels": metrics.add_metric_to_cache("InputMegapixels", "MP", dims, MetricTypes.HISTOGRAM),
             "Rejections": metrics.add_metric_to_cache(
                 "Rejections", "count", ["ModelName", "Level", "Reason"], MetricTypes.COUNTER

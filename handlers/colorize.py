@@ -99,7 +99,7 @@ def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
     width, height = image.size
     # Chroma upsampling in PIL's float mode: cheap in memory even for 40 MP photos.
     ab_full = [
-        np.asarray(Image.fromarray(ab_small[c].numpy().astype(np.float32), "F").resize(
+        np.array(Image.fromarray(ab_small[c].numpy().astype(np.float32), "F").resize(
             (width, height), Image.Resampling.BILINEAR))
         for c in range(2)
     ]

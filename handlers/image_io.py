@@ -19,7 +19,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # Formats Pillow may try when opening a request body. Restricting the list keeps Pillow away from
 # plugins that run external programs or parse exotic containers (EPS via Ghostscript, PSD, ...).
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG also opens multi-picture (MPO) files
 ACCEPTED_MEDIA = "JPEG, PNG, WebP, BMP, TIFF (GIF: first frame)"
 
 MB = 1_000_000
@@ -194,6 +194,7 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
             f"the image is {len(data) / MB:.1f} MB; the limit is {limits.max_bytes / MB:.0f} MB",
         )
     buf = io.BytesIO(bytes(data))
+    Image.init()  # register every plugin once, so `formats=` below can find them
     with warnings.catch_warnings():
         # Our own pixel limit is stricter than Pillow's bomb warning; turn its check into an error.
         warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -1,0 +1,155 @@
+"""Build the TorchServe archives: ``colorize.mar``, ``sr_x2.mar``, ``sr_x4.mar`` and ``restore.war``.
+
+Weights come from local directories (the committed defaults under ``weights/`` unless a flag or
+environment variable names others) or, for SR, from a hub name such as ``eugenesiow/edsr-base``
+when the build machine has internet. Either way they are baked into the archive: nothing is
+downloaded at serve time.
+
+    python -m serving.archive                      # defaults from weights/
+    python -m serving.archive --sr-x2 eugenesiow/edsr-base --colorize path/to/pix2pix_run
+    COLORIZE_WEIGHTS=... SR_X2_WEIGHTS=... SR_X4_WEIGHTS=... python -m serving.archive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from handlers.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = {COLORIZE: ROOT / "weights" / COLORIZE, SR_X2: ROOT / "weights" / SR_X2, SR_X4: ROOT / "weights" / SR_X4}
+ENV_VARS = {COLORIZE: "COLORIZE_WEIGHTS", SR_X2: "SR_X2_WEIGHTS", SR_X4: "SR_X4_WEIGHTS"}
+HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolution.py",
+                 SR_X4: "handlers/super_resolution.py"}
+# Source the workers import, copied into each archive as packages.
+CODE = {
+    "handlers": ["__init__.py", "base.py", "image_io.py", "names.py", "colorize.py", "super_resolution.py",
+                 "tiling.py"],
+    "training": ["__init__.py", "networks.py", "color.py"],
+}
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _stage_code(stage: Path) -> None:
+    for package, files in CODE.items():
+        (stage / package).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy2(ROOT / package / f, stage / package / f)
+
+
+def resolve_sr(source: str, scale: int, tmp: Path) -> Path:
+    """A local super-image directory, or a hub name downloaded now (build time only)."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if "/" not in source:
+        raise SystemExit(f"{source!r} is neither a directory nor a hub name like 'eugenesiow/edsr-base'")
+    from handlers.super_resolution import MODEL_TYPES, _classes
+
+    # Hub names carry the architecture (eugenesiow/edsr-base, eugenesiow/msrn, ...).
+    model_type = next((t for t in MODEL_TYPES if t.lower() in source.lower()), "EDSR")
+    model_cls, _ = _classes(model_type)
+    out = tmp / f"hub_{scale}x"
+    try:
+        model = model_cls.from_pretrained(source, scale=scale)
+    except Exception as exc:  # noqa: BLE001 - offline build machines end here
+        raise SystemExit(f"could not download {source} ×{scale} ({exc}); on a machine without internet pass "
+                         "a local directory laid out as super-image saves models instead") from exc
+    model.save_pretrained(str(out))
+    return out
+
+
+def build_model(name: str, weights: Path, export: Path, tmp: Path) -> Path:
+    """Archive one model: handler + shared code + weights + config into ``export/name.mar``."""
+    stage = tmp / name
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    _stage_code(stage)
+    if name == COLORIZE:
+        candidates = ["generator.safetensors", "latest_net_G.pth", "generator.pth"]
+    else:
+        scale = SR_SCALES[name]
+        candidates = [f"model_{scale}x.safetensors", f"pytorch_model_{scale}x.pt"]
+    serialized = next((weights / c for c in candidates if (weights / c).exists()), None)
+    if serialized is None:
+        raise SystemExit(f"no weights for {name} in {weights}: expected one of {', '.join(candidates)}")
+    cfg = weights / "config.json"
+    if cfg.exists():
+        shutil.copy2(cfg, stage / "config.json")
+    elif name != COLORIZE:
+        raise SystemExit(f"{weights} has no config.json (super-image layout expected)")
+    if name != COLORIZE:
+        # The archive serves exactly the scale its name says, whatever the directory holds.
+        data = json.loads((stage / "config.json").read_text())
+        data["scale"] = SR_SCALES[name]
+        (stage / "config.json").write_text(json.dumps(data, indent=2))
+    card = weights / "MODEL_CARD.md"
+    if card.exists():
+        shutil.copy2(card, stage / "MODEL_CARD.md")
+    cmd = [
+        _bin("torch-model-archiver"), "--model-name", name, "--version", "1.0",
+        "--handler", str(ROOT / HANDLER_FILES[name]),
+        "--serialized-file", str(serialized),
+        "--extra-files", str(stage),
+        "--config-file", str(ROOT / "serving" / "model-config.yaml"),
+        "--export-path", str(export), "--force",
+    ]
+    subprocess.run(cmd, check=True)
+    return export / f"{name}.mar"
+
+
+def build_workflow(export: Path) -> Path:
+    """Archive the ``restore`` workflow (spec + node functions) into ``export/restore.war``."""
+    cmd = [
+        _bin("torch-workflow-archiver"), "--workflow-name", WORKFLOW_RESTORE,
+        "--spec-file", str(ROOT / "serving" / "restore.yaml"),
+        "--handler", str(ROOT / "serving" / "restore_workflow.py"),
+        "--export-path", str(export), "--force",
+    ]
+    subprocess.run(cmd, check=True)
+    return export / f"{WORKFLOW_RESTORE}.war"
+
+
+def build_all(export: Path, sources: dict[str, str]) -> list[Path]:
+    """Build every archive into ``export``; ``sources`` maps model name → weights dir or hub name."""
+    export.mkdir(parents=True, exist_ok=True)
+    built = []
+    with tempfile.TemporaryDirectory(prefix="pix2pix-sr-archive-") as t:
+        tmp = Path(t)
+        for name in (COLORIZE, SR_X2, SR_X4):
+            src = sources[name]
+            weights = Path(src) if name == COLORIZE else resolve_sr(src, SR_SCALES[name], tmp)
+            if not weights.is_dir():
+                raise SystemExit(f"weights for {name}: {src} is not a directory")
+            built.append(build_model(name, weights, export, tmp))
+    built.append(build_workflow(export))
+    return built
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "model_store"), help="where the archives go")
+    for name in (COLORIZE, SR_X2, SR_X4):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                            default=os.environ.get(ENV_VARS[name]) or str(DEFAULT_WEIGHTS[name]),
+                            help=f"weights directory (or hub name for SR); env {ENV_VARS[name]}")
+    args = parser.parse_args(argv)
+    built = build_all(Path(args.out), {n: getattr(args, n) for n in (COLORIZE, SR_X2, SR_X4)})
+    for path in built:
+        print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

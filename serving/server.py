@@ -1,0 +1,191 @@
+"""Start, watch and stop a TorchServe process; register the `restore` workflow after start.
+
+Used by ``python -m serving.run`` and by the integration tests, so both run TorchServe the same
+way: the repository's ``config.properties`` with the ports, paths and options overridden.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from handlers.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, MODELS, WORKFLOW_RESTORE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """``key=value`` lines of a Java properties file (comments and blanks skipped)."""
+    props: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")) or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        props[key.strip()] = value.strip()
+    return props
+
+
+def render_properties(props: dict[str, str]) -> str:
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+@dataclass
+class TorchServe:
+    """One TorchServe process with its own ports, working directory and configuration."""
+
+    model_store: Path
+    workdir: Path
+    host: str = "127.0.0.1"
+    inference_port: int = INFERENCE_PORT
+    management_port: int = MANAGEMENT_PORT
+    metrics_port: int = METRICS_PORT
+    overrides: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    base_config: Path = ROOT / "config.properties"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://{self.host}:{self.inference_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self.host}:{self.management_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "torchserve.log"
+
+    def config_path(self) -> Path:
+        props = read_properties(self.base_config)
+        props.update({
+            "inference_address": self.inference_url,
+            "management_address": self.management_url,
+            "metrics_address": self.metrics_url,
+            "model_store": str(self.model_store),
+            "workflow_store": str(self.model_store),
+            "metrics_config": str(ROOT / "serving" / "metrics.yaml"),
+            "allowed_urls": f"file://{self.model_store}/.*",
+        })
+        props.update(self.overrides)
+        path = self.workdir / "config.properties"
+        path.write_text(render_properties(props), encoding="utf-8")
+        return path
+
+    def start(self, timeout: float = 180.0, models: tuple[str, ...] = MODELS, workflow: bool = True) -> None:
+        """Start TorchServe, wait for every model to answer, then register the workflow."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.config_path()
+        # TorchServe keeps its PID file in the temp directory and refuses to start when it finds
+        # one of another instance; a temp directory per instance lets several run side by side.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env = {**os.environ, "LOG_LOCATION": str(self.workdir / "logs"), "TMPDIR": str(tmp),
+               "METRICS_LOCATION": str(self.workdir / "logs"), **self.env}
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        cmd = ["torchserve", "--start", "--foreground", "--ts-config", str(cfg),
+               "--model-store", str(self.model_store), "--ncs"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        time.sleep(1.0)
+        self._check_alive()
+        self.wait_models(models, deadline)
+        if workflow:
+            self.register_workflow(deadline=deadline)
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"TorchServe exited with {self.proc.returncode}; log tail:\n{tail}")
+
+    def wait_models(self, models: tuple[str, ...], deadline: float) -> None:
+        """Block until every model has a READY worker."""
+        pending = list(models)
+        while pending:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"models not ready in time: {pending}; see {self.log_path}")
+            name = pending[0]
+            try:
+                r = requests.get(f"{self.management_url}/models/{name}", timeout=5, headers=self.auth("management"))
+                if r.ok and any(w.get("status") == "READY" for w in r.json()[0].get("workers", [])):
+                    pending.pop(0)
+                    continue
+            except (requests.ConnectionError, requests.Timeout, ValueError, IndexError, KeyError):
+                pass
+            time.sleep(0.5)
+
+    def register_workflow(self, name: str = WORKFLOW_RESTORE, deadline: float | None = None) -> None:
+        """Register ``name.war`` (TorchServe cannot load workflows at start-up)."""
+        deadline = deadline or time.monotonic() + 180
+        existing = requests.get(f"{self.management_url}/workflows/{name}", timeout=10, headers=self.auth("management"))
+        if existing.ok:
+            return
+        while True:
+            r = requests.post(f"{self.management_url}/workflows", params={"url": f"{name}.war"}, timeout=300,
+                              headers=self.auth("management"))
+            if r.ok:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"registering workflow {name} failed: {r.status_code} {r.text}")
+            time.sleep(1)
+
+    def auth(self, kind: str) -> dict[str, str]:
+        """Bearer header from TorchServe's key file when token authorization is on."""
+        key_file = self.workdir / "key_file.json"
+        if not key_file.exists():
+            return {}
+        import json
+
+        keys = json.loads(key_file.read_text())
+        key = keys.get(kind, {}).get("key")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the whole process group (frontend and workers), SIGKILL what is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self.proc = None
+
+    def worker_pids(self, model: str) -> list[int]:
+        """PIDs of a model's Python workers (for fault tests and memory readings)."""
+        r = requests.get(f"{self.management_url}/models/{model}", timeout=10, headers=self.auth("management"))
+        r.raise_for_status()
+        return [int(w["pid"]) for w in r.json()[0].get("workers", []) if w.get("pid")]

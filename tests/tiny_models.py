@@ -1,0 +1,45 @@
+"""Tiny, randomly initialised weights in the serving layouts, made by the tests themselves.
+
+They exercise the real loading and inference code paths in seconds; they are test fixtures,
+never served as trained models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def make_colorize(root: Path, seed: int = 0, work_size: int = 64, num_downs: int = 6, ngf: int = 8) -> Path:
+    """A small UNet colouriser in ``root/colorize`` (config.json + generator.safetensors)."""
+    from safetensors.torch import save_file
+
+    from training.networks import GeneratorConfig, define_G, init_weights
+
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(num_downs=num_downs, ngf=ngf, work_size=work_size, norm="batch")
+    net = define_G(cfg)
+    init_weights(net)
+    out = root / "colorize"
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "generator.safetensors"))
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return out
+
+
+def make_sr(root: Path, scale: int, seed: int = 0, n_resblocks: int = 2, n_feats: int = 8) -> Path:
+    """A small super-image EDSR in ``root/sr_x{scale}``, saved with the library's save_pretrained."""
+    from super_image import EdsrConfig, EdsrModel
+
+    torch.manual_seed(seed + scale)
+    model = EdsrModel(EdsrConfig(scale=scale, n_resblocks=n_resblocks, n_feats=n_feats))
+    out = root / f"sr_x{scale}"
+    model.save_pretrained(str(out))
+    return out
+
+
+def make_all(root: Path) -> dict[str, Path]:
+    """Weights for every served model: {"colorize": dir, "sr_x2": dir, "sr_x4": dir}."""
+    return {"colorize": make_colorize(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4)}
