@@ -196,8 +196,10 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
     buf = io.BytesIO(bytes(data))
     Image.init()  # register every plugin once, so `formats=` below can find them
     with warnings.catch_warnings():
-        # Our own pixel limit is stricter than Pillow's bomb warning; turn its check into an error.
+        # Our own pixel limit (checked on the header just below) is stricter than Pillow's bomb
+        # check; Pillow's is switched off while opening so the refusal can name the real size.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved_max, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             img = Image.open(buf, formats=ACCEPTED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -211,9 +213,11 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(400, "CorruptImage", f"the image header could not be read ({exc}); "
                                                    "send the file again or re-save it") from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_max
         source_format = img.format or "unknown"
         width, height = img.size
-        check_dimensions(width, height, limits)
+        check_dimensions(width, height, limits, scale=scale)
         animated = bool(getattr(img, "is_animated", False))
         try:
             if animated:

@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test lint format archives bench loadtest reliability-report images train evaluate clean
+
+setup:
+	@bash scripts/setup.sh
+
+## run: set up, build archives from weights/ (or *_WEIGHTS), start TorchServe + workflow (+ bot with TELEGRAM_BOT_TOKEN)
+run: setup
+	$(PY) -m serving.run
+
+## test: set up, then ruff and every test
+test: setup lint
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+
+format: setup
+	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+## archives: build model_store/*.mar and restore.war only
+archives: setup
+	$(PY) -m serving.archive
+
+## bench: speed and overhead figures (not a test)
+bench: setup
+	$(PY) -m benchmarks.serving
+
+images:
+	bash docker/build-images.sh
+
+train: setup
+	$(PY) -m training.train_all
+
+evaluate: setup
+	$(PY) -m training.evaluate
+
+clean:
+	rm -rf model_store/*.mar model_store/*.war logs results build .pytest_cache

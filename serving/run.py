@@ -1,0 +1,120 @@
+"""`make run`: build the archives if needed, start TorchServe, register `restore`, start the bot.
+
+TorchServe listens on loopback with the repository's ``config.properties``; the bot starts too
+when ``TELEGRAM_BOT_TOKEN`` is set.  Ctrl-C (or SIGTERM) stops the bot first (it finishes the
+jobs in flight), then TorchServe and its workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from handlers.names import (
+    COLORIZE,
+    ENV_BOT_TOKEN,
+    ENV_TORCHSERVE_URL,
+    INFERENCE_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+    MODELS,
+    WORKFLOW_RESTORE,
+)
+from serving.archive import build_all
+from serving.server import ROOT, TorchServe, read_properties
+
+
+def archives_stale(store: Path, sources: list[Path]) -> bool:
+    """True when an archive is missing or older than the code or weights it is built from."""
+    wanted = [store / f"{m}.mar" for m in MODELS] + [store / f"{WORKFLOW_RESTORE}.war"]
+    if not all(p.exists() for p in wanted):
+        return True
+    oldest = min(p.stat().st_mtime for p in wanted)
+    newest_src = max(f.stat().st_mtime for src in sources for f in src.rglob("*") if f.is_file())
+    return newest_src > oldest
+
+
+def curl_lines(url: str) -> str:
+    return "\n".join([
+        "Try it (the reply is a PNG; add -H 'Accept: image/jpeg' for JPEG):",
+        f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/predictions/{COLORIZE} -o colour.png",
+        f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/predictions/sr_x2 -o x2.png",
+        f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/predictions/sr_x4 -o x4.png",
+        f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/wfpredict/{WORKFLOW_RESTORE} -o restored.png",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", default=str(ROOT / "model_store"))
+    parser.add_argument("--workdir", default=str(ROOT / "logs" / "torchserve"))
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the archives even if they look fresh")
+    parser.add_argument("--no-bot", action="store_true", help="do not start the bot even if a token is set")
+    args = parser.parse_args(argv)
+
+    store = Path(args.store)
+    sources = {
+        COLORIZE: os.environ.get("COLORIZE_WEIGHTS", str(ROOT / "weights" / COLORIZE)),
+        "sr_x2": os.environ.get("SR_X2_WEIGHTS", str(ROOT / "weights" / "sr_x2")),
+        "sr_x4": os.environ.get("SR_X4_WEIGHTS", str(ROOT / "weights" / "sr_x4")),
+    }
+    local = [Path(p) for p in sources.values() if Path(p).is_dir()]
+    if args.rebuild or archives_stale(store, local + [ROOT / "handlers", ROOT / "training", ROOT / "serving"]):
+        print("building archives ...", flush=True)
+        build_all(store, sources)
+
+    props = read_properties(ROOT / "config.properties")
+    ts = TorchServe(model_store=store, workdir=Path(args.workdir), inference_port=INFERENCE_PORT,
+                    management_port=MANAGEMENT_PORT, metrics_port=METRICS_PORT,
+                    overrides={k: v for k, v in props.items() if k.endswith("_address")})
+    stopping = False
+
+    def _stop(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"starting TorchServe (log: {ts.log_path}) ...", flush=True)
+    bot: subprocess.Popen | None = None
+    try:
+        ts.start(timeout=300)
+        print(f"TorchServe ready: models {', '.join(MODELS)} and workflow {WORKFLOW_RESTORE} on {ts.inference_url}")
+        print(f"metrics: {ts.metrics_url}/metrics")
+        print(curl_lines(ts.inference_url), flush=True)
+        if os.environ.get(ENV_BOT_TOKEN) and not args.no_bot:
+            env = {**os.environ, ENV_TORCHSERVE_URL: os.environ.get(ENV_TORCHSERVE_URL, ts.inference_url)}
+            bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env)
+            print("bot started (python -m bot)", flush=True)
+        else:
+            print(f"bot not started: set {ENV_BOT_TOKEN} to start it too", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            if ts.proc is not None and ts.proc.poll() is not None:
+                print(f"TorchServe exited ({ts.proc.returncode}); see {ts.log_path}", file=sys.stderr)
+                return 1
+            if bot is not None and bot.poll() is not None:
+                print(f"bot exited ({bot.returncode})", file=sys.stderr)
+                bot = None
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...", flush=True)
+        if bot is not None and bot.poll() is None:
+            bot.send_signal(signal.SIGTERM)
+            try:
+                bot.wait(60)
+            except subprocess.TimeoutExpired:
+                bot.kill()
+        ts.stop()
+        print("stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Image decoding and limits: every odd input comes out upright sRGB, or is refused clearly."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from handlers.image_io import ImageError, Limits, check_dimensions, decode_image, encode_image, output_format
+from tests.conftest import encode, photo
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size but carries almost no data (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def refused(data: bytes, limits: Limits | None = None, scale: int = 1) -> ImageError:
+    with pytest.raises(ImageError) as info:
+        decode_image(data, limits or Limits(), scale=scale)
+    err = info.value
+    assert 400 <= err.status < 500
+    body = err.to_dict()
+    assert set(body) == {"code", "type", "message"} and body["message"]
+    return err
+
+
+def test_rgb_jpeg_roundtrip():
+    d = decode_image(encode(photo(64, 48), "JPEG", quality=95))
+    assert d.image.mode == "RGB" and d.size == (64, 48) and d.source_format == "JPEG"
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "CMYK", "YCbCr", "I;16", "I"])
+def test_modes_become_rgb(mode):
+    if mode in ("I;16", "I"):
+        arr = np.linspace(0, 65535, 40 * 30).reshape(30, 40).astype(np.uint16 if mode == "I;16" else np.int32)
+        img = Image.fromarray(arr)
+        assert img.mode == mode
+    else:
+        img = photo(40, 30).convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "YCbCr", "I", "I;16") else "PNG"
+    if mode == "YCbCr":
+        fmt = "JPEG"
+    d = decode_image(encode(img, fmt))
+    assert d.image.mode == "RGB" and d.size == (40, 30)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    arr = np.full((10, 10), 32768, np.uint16)
+    d = decode_image(encode(Image.fromarray(arr), "PNG"))
+    v = np.asarray(d.image)[0, 0, 0]
+    assert 125 <= v <= 130  # mid-grey, not 255
+
+
+def test_transparent_palette_lands_on_white():
+    img = Image.new("RGBA", (8, 8), (255, 0, 0, 0)).convert("P")
+    d = decode_image(encode(img, "PNG"))
+    assert np.asarray(d.image).min() >= 250
+
+
+def test_exif_rotation_is_applied():
+    img = photo(60, 20)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    d = decode_image(encode(img, "JPEG", exif=exif.tobytes()))
+    assert d.size == (20, 60)
+
+
+def test_icc_profile_converted_to_srgb():
+    lab_profile = ImageCms.createProfile("LAB")
+    del lab_profile
+    # An sRGB-tagged image must come back essentially unchanged.
+    img = photo(16, 16)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    d = decode_image(encode(img, "PNG", icc_profile=srgb))
+    diff = np.abs(np.asarray(d.image).astype(int) - np.asarray(img).astype(int)).max()
+    assert diff <= 2
+
+
+def test_animated_gif_first_frame():
+    frames = [Image.new("RGB", (10, 10), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    d = decode_image(buf.getvalue())
+    assert d.animated and np.asarray(d.image)[5, 5, 0] > 200
+
+
+@pytest.mark.parametrize(
+    "data,kind",
+    [
+        (b"", "EmptyBody"),
+        (b"hello, not an image", "UnsupportedMediaType"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "UnsupportedMediaType"),
+        (b"PK\x03\x04" + b"\x00" * 40, "UnsupportedMediaType"),
+    ],
+)
+def test_not_images(data, kind):
+    assert refused(data).kind == kind
+
+
+def test_truncated_jpeg():
+    data = encode(photo(200, 200), "JPEG")
+    err = refused(data[: len(data) // 3])
+    assert err.kind == "CorruptImage" and err.status == 400
+
+
+def test_too_many_bytes():
+    err = refused(b"\xff" * 2000, Limits(max_bytes=1000))
+    assert err.status == 413 and "limit is" in err.message
+
+
+def test_bomb_refused_before_decoding():
+    err = refused(png_header_only(30000, 30000))
+    assert err.status == 413 and err.kind == "TooManyPixels" and "900.0 MP" in err.message
+
+
+def test_extreme_aspect():
+    err = refused(encode(Image.new("RGB", (2000, 20)), "PNG"))
+    assert err.status == 422 and "aspect" in err.message
+
+
+def test_output_limit_checked_on_header():
+    limits = Limits(max_output_pixels=1_000_000)
+    err = refused(png_header_only(600, 600), limits, scale=2)  # 1.44 MP out
+    assert err.kind == "OutputTooLarge" and "×2" in err.message
+    check_dimensions(500, 500, limits, scale=2)  # exactly 1 MP passes
+
+
+def test_limits_from_env(monkeypatch):
+    monkeypatch.setenv("PIX2PIX_MAX_OUTPUT_MP", "8")
+    monkeypatch.setenv("PIX2PIX_MAX_INPUT_MB", "2.5")
+    lim = Limits.from_env()
+    assert lim.max_output_pixels == 8_000_000 and lim.max_bytes == 2_500_000
+
+
+def test_output_format_negotiation():
+    assert output_format(None, None) == "png"
+    assert output_format("image/jpeg", None) == "jpeg"
+    assert output_format("image/webp, image/png;q=0.9", None) == "png"
+    assert output_format(None, "JPG") == "jpeg"
+    with pytest.raises(ImageError):
+        output_format(None, "gif")
+
+
+def test_encode_png_and_jpeg():
+    img = photo(32, 32)
+    assert encode_image(img, "png").startswith(b"\x89PNG")
+    assert encode_image(img, "jpeg").startswith(b"\xff\xd8")
