@@ -1,0 +1,155 @@
+"""`make bench`: in-process time vs end-to-end HTTP time through TorchServe, side by side.
+
+For each endpoint and input size it measures, in one run on one machine:
+  * model   — the network alone (forward passes, tiling included);
+  * pipeline — the handler's whole work in-process: decode, model, encode (what a worker does);
+  * http    — a client's POST to the running TorchServe, reply read in full;
+and prints the ratio http / pipeline (TorchServe's overhead). Results go to
+``results/bench_serving.md`` and ``results/bench_serving.json``.
+
+    python -m benchmarks.serving [--repeats 5] [--weights-root weights]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+
+from handlers.colorize import colorize_images, load_generator, predict_ab
+from handlers.image_io import decode_image, encode_image
+from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
+from serving.archive import build_all
+from serving.server import ROOT, TorchServe, free_port
+
+SIZES = [(256, 256), (512, 512), (1024, 768)]
+TARGETS = {(COLORIZE, (256, 256)): 1.15, (SR_X2, (512, 512)): 1.05}
+
+
+def test_photo(width: int, height: int) -> bytes:
+    """A deterministic photo-like JPEG (smooth gradients, edges, texture)."""
+    rng = np.random.default_rng(width * 7 + height)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    arr = np.stack([0.5 + 0.5 * np.sin(x / 37.0), 0.5 + 0.5 * np.cos(y / 23.0), (x + y) / (width + height)], -1)
+    arr[(x // 64 + y // 64) % 2 == 0] *= 0.7
+    arr += rng.normal(0, 0.03, arr.shape)
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--weights-root", default=str(ROOT / "weights"))
+    parser.add_argument("--out", default=str(ROOT / "results"))
+    args = parser.parse_args(argv)
+    wroot = Path(args.weights_root)
+    sources = {COLORIZE: str(wroot / COLORIZE), SR_X2: str(wroot / SR_X2), SR_X4: str(wroot / SR_X4)}
+    for name, path in sources.items():
+        if not Path(path).is_dir():
+            print(f"no weights for {name} in {path}", file=sys.stderr)
+            return 2
+
+    g, gcfg = load_generator(sources[COLORIZE])
+    sr = {SR_X2: load_sr_model(sources[SR_X2])[0], SR_X4: load_sr_model(sources[SR_X4])[0]}
+    threads = torch.get_num_threads()
+
+    def model_only(target: str, img: Image.Image):
+        with torch.inference_mode():
+            if target == COLORIZE:
+                predict_ab(g, gcfg, [img])
+            elif target == WORKFLOW_RESTORE:
+                colour = colorize_images(g, gcfg, [img])[0]
+                sr[SR_X2](image_to_tensor(colour))
+            else:
+                sr[target](image_to_tensor(img))
+
+    def pipeline(target: str, data: bytes):
+        img = decode_image(data).image
+        if target == COLORIZE:
+            return encode_image(colorize_images(g, gcfg, [img])[0])
+        if target == WORKFLOW_RESTORE:
+            colour = encode_image(colorize_images(g, gcfg, [img])[0])
+            img = decode_image(colour).image
+            return encode_image(upscale_image(sr[SR_X2], img, 2))
+        return encode_image(upscale_image(sr[target], img, 2 if target == SR_X2 else 4))
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pix2pix-sr-bench-") as tmp:
+        store = Path(tmp) / "store"
+        build_all(store, sources)
+        ts = TorchServe(model_store=store, workdir=Path(tmp) / "ts", inference_port=free_port(),
+                        management_port=free_port(), metrics_port=free_port())
+        ts.start(timeout=300)
+        try:
+            session = requests.Session()
+            for target in (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE):
+                for size in SIZES:
+                    data = test_photo(*size)
+                    img = decode_image(data).image
+                    url = ts.inference_url + prediction_path(target)
+
+                    def http(url=url, data=data):
+                        r = session.post(url, data=data, headers={"Content-Type": "image/jpeg"}, timeout=600)
+                        r.raise_for_status()
+                        return r.content
+
+                    t_model = median_time(lambda target=target, img=img: model_only(target, img), args.repeats)
+                    t_pipe = median_time(lambda target=target, data=data: pipeline(target, data), args.repeats)
+                    t_http = median_time(http, args.repeats)
+                    target_ratio = TARGETS.get((target, size))
+                    rows.append({
+                        "endpoint": target, "size": f"{size[0]}x{size[1]}", "model_s": t_model,
+                        "pipeline_s": t_pipe, "http_s": t_http, "http_over_pipeline": t_http / t_pipe,
+                        "http_over_model": t_http / t_model, "target": target_ratio,
+                    })
+                    r = rows[-1]
+                    print(f"{target:8s} {r['size']:>9s}  model {t_model * 1000:8.1f} ms  pipeline {t_pipe * 1000:8.1f} ms"
+                          f"  http {t_http * 1000:8.1f} ms  http/pipeline {r['http_over_pipeline']:.3f}"
+                          f"  http/model {r['http_over_model']:.3f}"
+                          + (f"  (target ≤ {target_ratio})" if target_ratio else ""), flush=True)
+        finally:
+            ts.stop()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_serving.json").write_text(json.dumps({"torch_threads": threads, "rows": rows}, indent=2))
+    lines = [
+        f"# Serving benchmark (torch threads: {threads}, repeats: {args.repeats}, median)",
+        "",
+        "| endpoint | input | model ms | pipeline ms | HTTP ms | HTTP / pipeline | HTTP / model | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        tgt = f"≤ {r['target']}" if r["target"] else ""
+        lines.append(f"| {r['endpoint']} | {r['size']} | {r['model_s'] * 1000:.1f} | {r['pipeline_s'] * 1000:.1f} | "
+                     f"{r['http_s'] * 1000:.1f} | {r['http_over_pipeline']:.3f} | {r['http_over_model']:.3f} | {tgt} |")
+    (out / "bench_serving.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'bench_serving.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
