@@ -32,10 +32,10 @@ if (( ${#need_apt[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]} (Debian packages)"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
+        apt-get update -qq -o DPkg::Lock::Timeout=300
         # policy-rc.d keeps the package from starting its own Prometheus service on :9090.
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+        apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need_apt[@]}" >/dev/null
         rm -f /usr/sbin/policy-rc.d
     else
         echo "setup: ${need_apt[*]} missing and cannot be installed here; the tests that need it will be skipped" >&2
