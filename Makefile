@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test lint format archives bench loadtest reliability-report images train evaluate clean
+.PHONY: setup run test lint format archives bench loadtest demo-picture reliability-report images train evaluate clean
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +28,14 @@ archives: setup
 ## bench: speed and overhead figures (not a test)
 bench: setup
 	$(PY) -m benchmarks.serving
+
+## loadtest: 300 requests at concurrency 32 over every endpoint and the workflow (default weights)
+loadtest: setup
+	$(PY) -m benchmarks.loadtest --requests 300 --concurrency 32
+
+## demo-picture: the README's before/after picture from the default weights
+demo-picture: setup
+	$(PY) -m serving.demo --photo .venv/lib/python3.11/site-packages/skimage/data/coffee.png
 
 images:
 	bash docker/build-images.sh
