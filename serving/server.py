@@ -87,6 +87,12 @@ class TorchServe:
             "metrics_config": str(ROOT / "serving" / "metrics.yaml"),
             "allowed_urls": f"file://{self.model_store}/.*",
         })
+        # The frontend puts worker sockets (.ts.sock.<port>) and unpacked archives under
+        # java.io.tmpdir; one directory per instance keeps side-by-side instances apart.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        vmargs = props.get("vmargs", "")
+        props["vmargs"] = f"{vmargs} -Djava.io.tmpdir={tmp}".strip()
         props.update(self.overrides)
         path = self.workdir / "config.properties"
         path.write_text(render_properties(props), encoding="utf-8")
