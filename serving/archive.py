@@ -103,7 +103,6 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path) -> Path:
         "--handler", str(ROOT / HANDLER_FILES[name]),
         "--serialized-file", str(serialized),
         "--extra-files", str(stage),
-        "--config-file", str(ROOT / "serving" / "model-config.yaml"),
         "--export-path", str(export), "--force",
     ]
     subprocess.run(cmd, check=True)

@@ -171,3 +171,29 @@ def test_metrics_exposed(torchserve):
     assert 'InferenceSeconds_count{ModelName="colorize"' in text
     assert 'InputMegapixels_count{ModelName="colorize"' in text
     assert 'Rejections{ModelName="colorize",Level="Model",Reason="UnsupportedMediaType"' in text
+
+
+def test_per_model_settings_from_config_properties(torchserve):
+    import json as _json
+
+    from serving.server import ROOT, read_properties
+
+    wanted = _json.loads(read_properties(ROOT / "config.properties")["models"])
+    for name, versions in wanted.items():
+        info = requests.get(f"{torchserve.management_url}/models/{name}", timeout=10).json()[0]
+        assert info["batchSize"] == versions["1.0"]["batchSize"]
+        assert info["maxBatchDelay"] == versions["1.0"]["maxBatchDelay"]
+
+
+def test_colorize_batch_of_concurrent_requests(torchserve, local_models):
+    """Concurrent requests may be batched together (batchSize 4): each still gets its own image."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = [photo(40 + 10 * i, 30 + 5 * i, seed=20 + i) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda im: post(torchserve, "/predictions/colorize", encode(im, "PNG")), imgs))
+    g, cfg = local_models["colorize"]
+    for im, r in zip(imgs, replies, strict=True):
+        assert r.status_code == 200
+        expected = np.asarray(colorize_images(g, cfg, [im])[0]).astype(int)
+        assert np.abs(as_array(r.content) - expected).max() <= 1
