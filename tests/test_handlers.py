@@ -139,3 +139,13 @@ def test_sr_loader_rejects_mismatched_weights(tmp_path, tiny_weights):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises((ValueError, RuntimeError)):
         load_sr_model(str(d))
+
+
+def test_fast_recombine_matches_lab_round_trip(tiny_weights):
+    from handlers.colorize import predict_ab, recombine, recombine_reference
+
+    net, cfg = load_generator(str(tiny_weights["colorize"]))
+    img = photo(333, 211, seed=9)
+    ab = predict_ab(net, cfg, [img])[0] * 4  # strong chroma reaches the gamut edges too
+    fast, ref = np.asarray(recombine(img, ab)).astype(int), np.asarray(recombine_reference(img, ab)).astype(int)
+    assert np.abs(fast - ref).max() <= 1
