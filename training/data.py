@@ -1,0 +1,123 @@
+"""Datasets for training: aligned A|B pairs (Pix2Pix) and HR/LR pairs (super-resolution).
+
+Sampling is a pure function of (seed, step): which images form a batch and how each is
+jittered. A run resumed from a checkpoint therefore sees exactly the batches it would have
+seen, and each DDP rank takes its own share of every batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training.color import normalize_ab, normalize_l, rgb_to_lab
+
+
+def list_pngs(folder: Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).glob("*.png") if not p.name.endswith(".tmp.png"))
+    if not files:
+        raise SystemExit(f"{folder}: no PNG pairs; build them with `python -m dataset_gen`")
+    return files
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL → 3×H×W float in [0, 1]."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, step, salt])
+
+
+class PairDataset:
+    """Aligned A|B PNGs as the reference implementation lays them out (A left, B right)."""
+
+    def __init__(self, folder: Path, task: str, load_size: int, crop_size: int, train: bool = True) -> None:
+        self.files = list_pngs(folder)
+        self.task, self.load_size, self.crop_size, self.train = task, load_size, crop_size, train
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def pair(self, i: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) tensors for file i; jittered (resize, crop, flip) when training."""
+        ab = Image.open(self.files[i]).convert("RGB")
+        w2, h = ab.size
+        a, b = ab.crop((0, 0, w2 // 2, h)), ab.crop((w2 // 2, 0, w2, h))
+        if self.train and rng is not None:
+            a = a.resize((self.load_size, self.load_size), Image.Resampling.BICUBIC)
+            b = b.resize((self.load_size, self.load_size), Image.Resampling.BICUBIC)
+            x0 = int(rng.integers(0, self.load_size - self.crop_size + 1))
+            y0 = int(rng.integers(0, self.load_size - self.crop_size + 1))
+            box = (x0, y0, x0 + self.crop_size, y0 + self.crop_size)
+            a, b = a.crop(box), b.crop(box)
+            if rng.random() < 0.5:
+                a, b = a.transpose(Image.Transpose.FLIP_LEFT_RIGHT), b.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        else:
+            a = a.resize((self.crop_size, self.crop_size), Image.Resampling.BICUBIC)
+            b = b.resize((self.crop_size, self.crop_size), Image.Resampling.BICUBIC)
+        ta, tb = to_tensor(a), to_tensor(b)
+        if self.task == "colorize":
+            # Lab colourisation: L of the (grey, possibly aged) input in, ab of the photo out.
+            return normalize_l(rgb_to_lab(ta)[0:1]), normalize_ab(rgb_to_lab(tb)[1:3])
+        return ta * 2 - 1, tb * 2 - 1
+
+    def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
+        """The batch of ``step`` (this rank's share): images drawn without replacement per epoch."""
+        n = len(self.files)
+        per_epoch = max(1, n // batch_size)
+        epoch, within = divmod(step, per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = order[within * batch_size:(within + 1) * batch_size][rank::world]
+        rng = step_rng(seed, step, rank)
+        pairs = [self.pair(int(i), rng) for i in idx]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+class SRDataset:
+    """HR crops and their LR copies (``hr/`` and ``lr_x{scale}/`` with the same file names)."""
+
+    def __init__(self, folder: Path, scale: int, patch: int, train: bool = True) -> None:
+        self.hr = list_pngs(Path(folder) / "hr")
+        self.lr_dir = Path(folder) / f"lr_x{scale}"
+        if not self.lr_dir.is_dir():
+            raise SystemExit(f"{self.lr_dir} missing: build the dataset with --scales including {scale}")
+        self.scale, self.patch, self.train = scale, patch, train
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i not in self._cache:  # small datasets: keep decoded images in memory
+            hr = to_tensor(Image.open(self.hr[i]).convert("RGB"))
+            lr = to_tensor(Image.open(self.lr_dir / self.hr[i].name).convert("RGB"))
+            self._cache[i] = (lr, hr)
+        return self._cache[i]
+
+    def pair(self, i: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = self._load(i)
+        if not self.train or rng is None:
+            return lr, hr
+        s, p = self.scale, self.patch
+        y0 = int(rng.integers(0, lr.shape[1] - p + 1))
+        x0 = int(rng.integers(0, lr.shape[2] - p + 1))
+        lr_p = lr[:, y0:y0 + p, x0:x0 + p]
+        hr_p = hr[:, y0 * s:(y0 + p) * s, x0 * s:(x0 + p) * s]
+        if rng.random() < 0.5:
+            lr_p, hr_p = lr_p.flip(-1), hr_p.flip(-1)
+        if rng.random() < 0.5:
+            lr_p, hr_p = lr_p.flip(-2), hr_p.flip(-2)
+        if rng.random() < 0.5:
+            lr_p, hr_p = lr_p.transpose(-1, -2), hr_p.transpose(-1, -2)
+        return lr_p.contiguous(), hr_p.contiguous()
+
+    def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
+        n = len(self.hr)
+        rng = step_rng(seed, step, rank)
+        idx = np.random.default_rng([seed, step]).integers(0, n, batch_size)[rank::world]
+        pairs = [self.pair(int(i), rng) for i in idx]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

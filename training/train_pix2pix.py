@@ -1,0 +1,257 @@
+"""Train Pix2Pix (UNet generator + 70×70 PatchGAN, cGAN + λ·L1) on aligned A|B pairs.
+
+    python -m training.train_pix2pix --config training/configs/colorize_cpu.yaml
+    python -m training.train_pix2pix data=data/colorize steps=4000 ngf=64 num_downs=8   # key=value overrides
+    torchrun --nproc_per_node=8 -m training.train_pix2pix --config training/configs/colorize_gpu.yaml
+
+CPU by default; CUDA with AMP when present; DistributedDataParallel when launched by torchrun
+(it sets RANK/WORLD_SIZE). Checkpoints every ``ckpt_every`` steps; ``resume=true`` continues a
+run exactly. Validation writes PSNR/SSIM/colourfulness to ``log.jsonl`` and a PNG grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from training.color import denormalize_ab, denormalize_l, lab_to_rgb
+from training.data import PairDataset
+from training.metrics import colourfulness, psnr, ssim
+from training.networks import GeneratorConfig, define_D, define_G, init_weights
+
+DEFAULTS = {
+    "data": "data/colorize",
+    "out": "runs/colorize",
+    "task": "colorize",  # or edges2photo (RGB → RGB)
+    # generator / discriminator
+    "num_downs": 7, "ngf": 32, "norm": "batch", "use_dropout": False, "ndf": 32, "n_layers": 3,
+    "spectral_norm": False, "gan_mode": "vanilla",
+    # losses
+    "lambda_l1": 100.0, "lambda_colour": 0.0,
+    # data
+    "crop_size": 128, "load_size": 143, "batch_size": 8,
+    # optimisation: constant lr for `steps * (1 - decay)` steps, then linear decay to 0
+    "lr": 2e-4, "beta1": 0.5, "steps": 3000, "decay": 0.5, "minutes": 0.0,
+    "eval_every": 250, "ckpt_every": 250, "eval_images": 16,
+    "seed": 0, "threads": 0, "resume": False,
+}
+
+
+def load_config(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with any of the keys below")
+    p.add_argument("overrides", nargs="*", help="key=value (YAML syntax for the value)")
+    a = p.parse_args(argv)
+    cfg = dict(DEFAULTS)
+    if a.config:
+        cfg.update(yaml.safe_load(Path(a.config).read_text()) or {})
+    for item in a.overrides:
+        key, _, value = item.partition("=")
+        if key not in DEFAULTS:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(DEFAULTS)}")
+        cfg[key] = yaml.safe_load(value)
+    return cfg
+
+
+def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+    if mode == "lsgan":
+        return F.mse_loss(pred, target)
+    return F.binary_cross_entropy_with_logits(pred, target)
+
+
+def colourfulness_term(fake_ab: torch.Tensor, real_ab: torch.Tensor) -> torch.Tensor:
+    """Penalise predicted chroma that is weaker than the target's (L1 regresses to grey otherwise)."""
+    return F.relu(real_ab.abs().mean((1, 2, 3)) - fake_ab.abs().mean((1, 2, 3))).mean()
+
+
+def to_rgb(task: str, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Network space → RGB in [0, 1] (colorize: L of the input + predicted ab)."""
+    if task == "colorize":
+        lab = torch.cat([denormalize_l(a), denormalize_ab(out)], 1)
+        return lab_to_rgb(lab)
+    return (out.clamp(-1, 1) + 1) / 2
+
+
+def lr_at(step: int, cfg: dict) -> float:
+    keep = int(cfg["steps"] * (1 - cfg["decay"]))
+    if step < keep:
+        return cfg["lr"]
+    return cfg["lr"] * max(0.0, 1 - (step - keep) / max(1, cfg["steps"] - keep))
+
+
+@torch.no_grad()
+def evaluate(G, val: PairDataset, cfg: dict, device, out_dir: Path, step: int) -> dict:
+    """Metrics on the validation pairs, against the baseline of returning the input; PNG grid."""
+    G.eval()
+    m = {"psnr": [], "ssim": [], "colourfulness": [], "target_colourfulness": [], "baseline_psnr": []}
+    rows = []
+    for i in range(min(len(val), cfg["eval_images"])):
+        a, b = val.pair(i, None)
+        a, b = a[None].to(device), b[None].to(device)
+        out = G(a).float()
+        fake, real = to_rgb(cfg["task"], a, out)[0].cpu(), to_rgb(cfg["task"], a, b)[0].cpu()
+        base = to_rgb(cfg["task"], a, torch.zeros_like(b))[0].cpu() if cfg["task"] == "colorize" else (a[0].cpu() + 1) / 2
+        m["psnr"].append(psnr(fake, real))
+        m["ssim"].append(ssim(fake, real))
+        m["colourfulness"].append(colourfulness(fake))
+        m["target_colourfulness"].append(colourfulness(real))
+        m["baseline_psnr"].append(psnr(base, real))
+        if len(rows) < 4:
+            rows.append(torch.cat([base, fake, real], 2))
+    G.train()
+    if rows:
+        from PIL import Image
+
+        grid = (torch.cat(rows, 1).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+        Image.fromarray(grid).save(out_dir / f"val_{step:06d}.png")
+    return {k: float(np.mean(v)) for k, v in m.items() if v}
+
+
+def plot_losses(log_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if '"loss_G"' in line]
+    if not rows:
+        return
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    steps = [r["step"] for r in rows]
+    for key in ("loss_G_gan", "loss_D"):
+        ax[0].plot(steps, [r[key] for r in rows], label=key)
+    ax[1].plot(steps, [r["loss_G_l1"] for r in rows], label="L1 (×1)")
+    for a in ax:
+        a.set_xlabel("step")
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = load_config(argv)
+    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if ddp:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    master = rank == 0
+    torch.manual_seed(cfg["seed"])
+    random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    out_dir = Path(cfg["out"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    in_nc, out_nc = (1, 2) if cfg["task"] == "colorize" else (3, 3)
+    gcfg = GeneratorConfig(input_nc=in_nc, output_nc=out_nc, num_downs=cfg["num_downs"], ngf=cfg["ngf"],
+                           norm=cfg["norm"], use_dropout=cfg["use_dropout"], task=cfg["task"],
+                           work_size=cfg["crop_size"])
+    G, D = define_G(gcfg).to(device), define_D(in_nc + out_nc, cfg["ndf"], cfg["n_layers"], cfg["norm"],
+                                               cfg["spectral_norm"]).to(device)
+    init_weights(G)
+    init_weights(D)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    step, wall = 0, 0.0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if cfg["resume"] and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)  # our own file, written below
+        G.load_state_dict(ck["G"])
+        D.load_state_dict(ck["D"])
+        opt_G.load_state_dict(ck["opt_G"])
+        opt_D.load_state_dict(ck["opt_D"])
+        step, wall = ck["step"], ck.get("wall", 0.0)
+        torch.set_rng_state(ck["torch_rng"])
+        if master:
+            print(f"resumed at step {step}")
+    G_train, D_train = G, D
+    if ddp:
+        G_train = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device] if amp else None)
+        D_train = torch.nn.parallel.DistributedDataParallel(D, device_ids=[device] if amp else None)
+    train = PairDataset(Path(cfg["data"]) / "train", cfg["task"], cfg["load_size"], cfg["crop_size"], True)
+    val_dir = Path(cfg["data"]) / "val"
+    val = PairDataset(val_dir, cfg["task"], cfg["load_size"], cfg["crop_size"], False) if any(
+        val_dir.glob("*.png")) else None
+    log = open(out_dir / "log.jsonl", "a", encoding="utf-8") if master else None
+    budget = cfg["minutes"] * 60.0
+    t_start = time.time() - wall
+    bar = tqdm(total=cfg["steps"], initial=step, desc="pix2pix", disable=not master)
+    metrics: dict = {}
+    while step < cfg["steps"]:
+        for group in (*opt_G.param_groups, *opt_D.param_groups):
+            group["lr"] = lr_at(step, cfg)
+        a, b = train.batch(cfg["seed"], step, cfg["batch_size"], rank, world)
+        a, b = a.to(device), b.to(device)
+        with torch.autocast(device.type, enabled=amp):
+            fake = G_train(a)
+            # Discriminator: real pairs → 1, generated pairs → 0.
+            d_fake = D_train(torch.cat([a, fake.detach()], 1))
+            d_real = D_train(torch.cat([a, b], 1))
+            loss_D = 0.5 * (gan_loss(d_fake, False, cfg["gan_mode"]) + gan_loss(d_real, True, cfg["gan_mode"]))
+        opt_D.zero_grad(set_to_none=True)
+        scaler.scale(loss_D).backward()
+        scaler.step(opt_D)
+        with torch.autocast(device.type, enabled=amp):
+            # Generator: fool D, stay close to the target (λ·L1), optionally keep chroma strong.
+            loss_gan = gan_loss(D_train(torch.cat([a, fake], 1)), True, cfg["gan_mode"])
+            loss_l1 = F.l1_loss(fake, b)
+            loss_G = loss_gan + cfg["lambda_l1"] * loss_l1
+            if cfg["lambda_colour"] and cfg["task"] == "colorize":
+                loss_G = loss_G + cfg["lambda_colour"] * colourfulness_term(fake, b)
+        opt_G.zero_grad(set_to_none=True)
+        scaler.scale(loss_G).backward()
+        scaler.step(opt_G)
+        scaler.update()
+        step += 1
+        bar.update(1)
+        if master and (step % 25 == 0 or step == 1):
+            log.write(json.dumps({"step": step, "loss_G": loss_G.item(), "loss_G_gan": loss_gan.item(),
+                                  "loss_G_l1": loss_l1.item(), "loss_D": loss_D.item(),
+                                  "lr": lr_at(step - 1, cfg), "wall_s": time.time() - t_start}) + "\n")
+            log.flush()
+            bar.set_postfix(l1=f"{loss_l1.item():.4f}", d=f"{loss_D.item():.3f}")
+        out_of_time = budget and time.time() - t_start > budget
+        if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time):
+            torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
+                        "opt_D": opt_D.state_dict(), "step": step, "wall": time.time() - t_start,
+                        "torch_rng": torch.get_rng_state(), "config": cfg, "generator": gcfg.to_dict()},
+                       ckpt_path.with_suffix(".tmp"))
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+        if master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
+            metrics = evaluate(G, val, cfg, device, out_dir, step)
+            log.write(json.dumps({"step": step, "val": metrics}) + "\n")
+            log.flush()
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if out_of_time:
+            tqdm.write(f"time budget of {cfg['minutes']} min reached at step {step}")
+            break
+    bar.close()
+    if master:
+        log.close()
+        plot_losses(out_dir / "log.jsonl", out_dir / "losses.png")
+        (out_dir / "generator.json").write_text(json.dumps(gcfg.to_dict(), indent=2))
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return {"step": step, "val": metrics, "wall_s": time.time() - t_start, "nan": not math.isfinite(loss_G.item())}
+
+
+if __name__ == "__main__":
+    main()
