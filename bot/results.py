@@ -1,0 +1,72 @@
+"""Turning a result into what Telegram accepts: a photo within its limits, a before/after image.
+
+Pure functions on Pillow images, tested without servers.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+# Telegram's sendPhoto limits.
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_MAX_SIDES = 10_000  # width + height
+PHOTO_MAX_ASPECT = 20.0
+# Telegram shows photos at most 2560 px on the long side; a larger photo only costs upload time.
+PHOTO_DISPLAY_SIDE = 2560
+
+
+def fits_photo_limits(width: int, height: int, size_bytes: int) -> bool:
+    """Whether Telegram takes an image of this size and weight as a photo."""
+    return (width + height <= PHOTO_MAX_SIDES and max(width, height) / min(width, height) <= PHOTO_MAX_ASPECT
+            and size_bytes <= PHOTO_MAX_BYTES)
+
+
+def photo_size(width: int, height: int, max_side: int = PHOTO_DISPLAY_SIDE) -> tuple[int, int]:
+    """The size the photo is sent at: unchanged when small enough, else scaled down to ``max_side``
+    on the long side (which also keeps width + height within Telegram's 10000)."""
+    longest = max(width, height)
+    if longest <= max_side and width + height <= PHOTO_MAX_SIDES:
+        return width, height
+    factor = min(max_side / longest, (PHOTO_MAX_SIDES - 2) / (width + height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def encode_photo(img: Image.Image, quality: int = 90) -> tuple[bytes, tuple[int, int]]:
+    """JPEG bytes for sendPhoto within Telegram's limits, and their size in pixels.
+
+    Telegram recompresses photos anyway, so JPEG loses nothing visible; the full-quality PNG goes
+    out as a document beside it.
+    """
+    size = photo_size(*img.size)
+    while True:
+        frame = img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        frame.convert("RGB").save(out, format="JPEG", quality=quality, subsampling=0)
+        data = out.getvalue()
+        if fits_photo_limits(*size, len(data)) or min(size) <= 16:
+            return data, size
+        size = (max(1, int(size[0] * 0.75)), max(1, int(size[1] * 0.75)))
+
+
+def side_by_side(before: Image.Image, after: Image.Image, gap: int = 8) -> Image.Image:
+    """Before (scaled to the result's height) and after, next to each other on white."""
+    height = after.height
+    width = max(1, round(before.width * height / before.height))
+    left = before.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (width + gap + after.width, height), (255, 255, 255))
+    canvas.paste(left, (0, 0))
+    canvas.paste(after.convert("RGB"), (width + gap, 0))
+    return canvas
+
+
+def result_file_name(original: str | None, mode_value: str, media_type: str) -> str:
+    """``holiday_restore.png`` from ``holiday.jpg``; a neutral name for photos (they have none)."""
+    stem = "photo"
+    if original:
+        stem = original.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "photo"
+        # Keep the name readable and safe in any file system.
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "photo"
+    ext = "jpg" if media_type == "image/jpeg" else "png"
+    return f"{stem}_{mode_value}.{ext}"

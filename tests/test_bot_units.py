@@ -1,0 +1,405 @@
+"""Bot parts without servers: keyboards, texts in both languages, limits, queue, job store,
+Telegram photo limits, secret redaction, settings, and the TorchServe client against a small
+local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import string
+
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from bot.config import TELEGRAM_DOWNLOAD_LIMIT, ConfigError, Settings, parse_user_ids
+from bot.jobs import Job, JobItem, JobQueue, QueueFull, UserRateLimiter
+from bot.keyboards import CompareToggle, ModeChoice, modes_keyboard, settings_keyboard
+from bot.logs import REDACTED, RedactSecrets
+from bot.modes import Mode
+from bot.results import PHOTO_MAX_SIDES, encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
+from bot.routers.images import looks_like_image
+from bot.store import JobStore
+from bot.texts import _TEXTS, COMMANDS, LANGUAGES, MODE_NAMES, help_text, image_error_text, language_of, text
+from bot.torchserve import TorchServeClient, TorchServeError, parse_error, sniff_image_type
+from handlers.image_io import MB, ImageError, Limits, check_dimensions
+from serving.server import free_port
+
+# -- modes, keyboards ----------------------------------------------------------------------------
+
+
+def test_modes_map_to_endpoints():
+    assert Mode.COLORIZE.path == "/predictions/colorize" and Mode.COLORIZE.scale == 1
+    assert Mode.UPSCALE_X2.path == "/predictions/sr_x2" and Mode.UPSCALE_X2.scale == 2
+    assert Mode.UPSCALE_X4.path == "/predictions/sr_x4" and Mode.UPSCALE_X4.scale == 4
+    assert Mode.RESTORE.path == "/wfpredict/restore" and Mode.RESTORE.scale == 2
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_modes_keyboard_has_every_mode_and_marks_the_current(lang):
+    kb = modes_keyboard(lang, current=Mode.UPSCALE_X4)
+    buttons = [b for row in kb.inline_keyboard for b in row]
+    assert len(buttons) == len(Mode) and all(len(row) <= 2 for row in kb.inline_keyboard)
+    chosen = [ModeChoice.unpack(b.callback_data).mode for b in buttons]
+    assert chosen == list(Mode)
+    marked = [b for b in buttons if b.text.startswith("•")]
+    assert len(marked) == 1 and ModeChoice.unpack(marked[0].callback_data).mode == Mode.UPSCALE_X4
+    assert all(len(b.callback_data.encode()) <= 64 for b in buttons)  # Telegram's callback_data limit
+
+
+def test_callback_data_round_trip_and_rejects_unknown_mode():
+    packed = ModeChoice(mode=Mode.RESTORE).pack()
+    assert packed == "mode:restore" and ModeChoice.unpack(packed).mode is Mode.RESTORE
+    with pytest.raises(ValueError):
+        ModeChoice.unpack("mode:delete_everything")
+
+
+@pytest.mark.parametrize("compare", [True, False])
+def test_settings_keyboard_switches_to_the_other_state(compare):
+    (button,), = settings_keyboard("en", compare).inline_keyboard
+    assert CompareToggle.unpack(button.callback_data).on is (not compare)
+
+
+# -- texts ---------------------------------------------------------------------------------------
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_text_exists_in_both_languages_with_the_same_placeholders():
+    for key, entry in _TEXTS.items():
+        assert set(entry) == set(LANGUAGES), key
+        assert _fields(entry["en"]) == _fields(entry["ru"]), key
+        assert entry["en"] != entry["ru"] or key.startswith("caption"), f"{key} is not translated"
+    for lang in LANGUAGES:
+        assert set(MODE_NAMES[lang]) == set(Mode)
+        assert [c for c, _ in COMMANDS[lang]] == [c for c, _ in COMMANDS["en"]]
+
+
+def test_russian_texts_are_russian():
+    assert any("а" <= ch <= "я" for ch in text("ru", "not_image"))
+    assert not any("а" <= ch <= "я" for ch in text("en", "not_image"))
+
+
+@pytest.mark.parametrize("code,lang", [("ru", "ru"), ("ru-RU", "ru"), ("uk", "ru"), ("en", "en"), ("de", "en"),
+                                       (None, "en"), ("", "en")])
+def test_language_of(code, lang):
+    assert language_of(code) == lang
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_help_quotes_the_limits_in_force(lang):
+    limits = Limits(max_input_pixels=12_000_000, max_output_pixels=48_000_000)
+    message = help_text(lang, limits, download_limit=20 * MB)
+    assert "20" in message and "12" in message and "48" in message
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_image_errors_become_friendly_texts(lang):
+    limits = Limits()
+    with pytest.raises(ImageError) as info:
+        check_dimensions(9000, 6000, limits)
+    message = image_error_text(lang, info.value.kind, info.value.message, limits, 20 * MB)
+    assert "9000×6000" in message and "40" in message
+    unknown = image_error_text(lang, "SomethingNew", "detail here", limits, 20 * MB)
+    assert "detail here" in unknown
+
+
+# -- limits and settings ------------------------------------------------------------------------
+
+
+def test_download_limit_is_telegrams_or_the_services():
+    s = Settings(token="1:x")
+    assert s.download_limit == TELEGRAM_DOWNLOAD_LIMIT == 20 * MB  # the service takes 30 MB
+    assert Settings(token="1:x", limits=Limits(max_bytes=5 * MB)).download_limit == 5 * MB
+
+
+def test_settings_from_env():
+    s = Settings.from_env({"TELEGRAM_BOT_TOKEN": "1:abc", "BOT_ALLOWED_USERS": "5, 7", "BOT_MAX_JOBS": "2",
+                           "TORCHSERVE_URL": "http://127.0.0.1:9/", "TORCHSERVE_TOKEN": "k"})
+    assert s.allowed_users == {5, 7} and s.max_jobs == 2 and s.torchserve_url == "http://127.0.0.1:9"
+    assert s.torchserve_token == "k" and s.webhook_url is None and s.metrics_port == 9100
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+        Settings.from_env({})
+    with pytest.raises(ConfigError, match="BOT_MAX_JOBS"):
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "1:abc", "BOT_MAX_JOBS": "many"})
+    with pytest.raises(ConfigError, match="BOT_WEBHOOK_SECRET"):
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "1:abc", "BOT_WEBHOOK_URL": "https://example.org/hook"})
+    with pytest.raises(ConfigError, match="numeric"):
+        parse_user_ids("12,alice")
+
+
+def test_documents_that_look_like_images():
+    from aiogram.types import Document
+
+    def doc(name, mime):
+        return Document(file_id="f", file_unique_id="u", file_name=name, mime_type=mime)
+
+    assert looks_like_image(doc("scan.tiff", "application/octet-stream"))
+    assert looks_like_image(doc("x", "image/webp"))
+    assert not looks_like_image(doc("report.pdf", "application/pdf"))
+
+
+# -- Telegram photo limits, comparison ------------------------------------------------------------
+
+
+def test_photo_size_respects_telegram_limits():
+    assert photo_size(1200, 800) == (1200, 800)
+    w, h = photo_size(8000, 6000)
+    assert max(w, h) == 2560 and abs(w / h - 8000 / 6000) < 0.01
+    w, h = photo_size(9000, 9000, max_side=20000)
+    assert w + h <= PHOTO_MAX_SIDES
+    assert not fits_photo_limits(6000, 5000, 1000) and not fits_photo_limits(100, 100, 11 * 1024 * 1024)
+    assert not fits_photo_limits(4200, 200, 1000) and fits_photo_limits(4000, 200, 1000)
+
+
+def test_encode_photo_gives_a_jpeg_within_limits():
+    img = Image.effect_noise((3000, 2000), 60).convert("RGB")
+    data, (w, h) = encode_photo(img)
+    assert data.startswith(b"\xff\xd8") and fits_photo_limits(w, h, len(data)) and (w, h) == (2560, 1707)
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.size == (w, h)
+
+
+def test_side_by_side_scales_before_to_the_result_height():
+    before, after = Image.new("RGB", (50, 40), "black"), Image.new("RGB", (100, 80), "red")
+    pair = side_by_side(before, after, gap=8)
+    assert pair.size == (100 + 8 + 100, 80)
+    assert pair.getpixel((10, 10)) == (0, 0, 0) and pair.getpixel((150, 10)) == (255, 0, 0)
+
+
+def test_result_file_name():
+    assert result_file_name("holiday 1939.JPG", "restore", "image/png") == "holiday_1939_restore.png"
+    assert result_file_name(None, "x4", "image/jpeg") == "photo_x4.jpg"
+    assert result_file_name("../../etc/passwd", "x2", "image/png") == "passwd_x2.png"
+
+
+# -- rate limit and queue ------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_bucket():
+    clock = FakeClock()
+    rate = UserRateLimiter(burst=3, per_minute=6, clock=clock)  # one image per 10 s after the burst
+    assert rate.wait_time(1, 3) == 0
+    rate.take(1, 3)
+    assert rate.wait_time(1, 1) == pytest.approx(10.0)
+    assert rate.wait_time(2, 1) == 0  # per user
+    clock.now = 10.0
+    assert rate.wait_time(1, 1) == 0
+    assert rate.wait_time(1, 10) == pytest.approx(20.0)  # capped at the burst, not refused
+
+
+def _job(user: int, n: int = 1, mid: int = 1) -> Job:
+    items = [JobItem(file_id=f"f{user}-{mid}-{i}", message_id=mid + i, kind="photo") for i in range(n)]
+    return Job(user_id=user, chat_id=user, source_message_id=mid, lang="en", mode=Mode.UPSCALE_X2, compare=False,
+               items=items)
+
+
+def test_queue_limits_and_positions():
+    async def scenario():
+        started: list[tuple[int, int]] = []
+        release: dict[int, asyncio.Event] = {}
+        positions: list[tuple[int, int, int]] = []
+
+        async def run_job(job):
+            started.append((job.user_id, job.source_message_id))
+            release[job.source_message_id] = asyncio.Event()
+            await release[job.source_message_id].wait()
+
+        async def on_position(job, pos):
+            positions.append((job.user_id, job.source_message_id, pos))
+
+        queue = JobQueue(run_job, max_in_flight=2, user_max_queued=2, rate=UserRateLimiter(100, 6000),
+                         on_position=on_position)
+        queue.start()
+        a1, a2, b1, c1 = _job(1, mid=10), _job(1, mid=20), _job(2, mid=30), _job(3, mid=40)
+        for job in (a1, a2, b1, c1):
+            queue.submit(job)
+        await asyncio.sleep(0.05)
+        # two slots; user 1 only one at a time, so b1 starts beside a1 and a2 waits
+        assert started == [(1, 10), (2, 30)]
+        assert [j.source_message_id for j in queue.waiting] == [20, 40]
+        assert (1, 20, 1) in positions and (3, 40, 2) in positions
+        with pytest.raises(QueueFull):
+            queue.submit(_job(1, mid=50))
+            queue.submit(_job(1, mid=60))
+            queue.check_room(1)
+        release[10].set()
+        await asyncio.sleep(0.05)
+        assert started[2] == (1, 20)  # user 1's next job goes first once a1 is done
+        assert (3, 40, 1) in positions  # c1 moved up
+        cancelled = queue.cancel_user(1)
+        assert {j.source_message_id for j in cancelled} == {50, 60}
+        release[30].set()
+        await asyncio.sleep(0.05)
+        assert started[3] == (3, 40)
+        left = await queue.close(timeout=0.1)  # 20 and 40 still running: cancelled at the deadline
+        assert {j.source_message_id for j in left} == {20, 40}
+
+    asyncio.run(scenario())
+
+
+def test_queue_rate_limit_delays_but_does_not_drop():
+    async def scenario():
+        started = []
+
+        async def run_job(job):
+            started.append(asyncio.get_running_loop().time())
+
+        # 2 images at once, then one every 0.3 s
+        queue = JobQueue(run_job, max_in_flight=4, user_max_queued=10, rate=UserRateLimiter(2, 200))
+        queue.start()
+        for mid in range(4):
+            queue.submit(_job(7, mid=mid * 10))
+        await asyncio.sleep(1.0)
+        await queue.close(1)
+        assert len(started) == 4
+        gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+        assert gaps[0] < 0.1 and all(g > 0.2 for g in gaps[1:]), gaps
+
+    asyncio.run(scenario())
+
+
+# -- job store -------------------------------------------------------------------------------
+
+
+def test_job_store_round_trip_and_duplicates(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job = _job(5, n=3, mid=100)
+    job.items[1].file_name = "b.png"
+    assert store.add(job) and job.id is not None
+    assert not store.add(_job(5, n=1, mid=100))  # the same message delivered twice
+    store.set_status_message(job.id, 777)
+    store.advance(job.id, 2)
+    store.close()
+
+    reopened = JobStore(tmp_path / "jobs.sqlite3")  # as after a restart
+    (back,) = reopened.unfinished()
+    assert back.id == job.id and back.done == 2 and back.remaining == 1 and back.status_message_id == 777
+    assert back.items[1].file_name == "b.png" and back.mode is Mode.UPSCALE_X2 and back.resumed
+    reopened.finish(job.id, "ok")
+    assert reopened.unfinished() == [] and reopened.counts() == {"finished": 1}
+    assert reopened.prune(older_than_s=-1) == 1
+
+
+# -- secrets in logs -----------------------------------------------------------------------------
+
+
+def test_redaction_covers_messages_arguments_and_tracebacks():
+    token = "123456:ABCdef-SECRET_value"
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactSecrets([token, None]))
+    logger = logging.getLogger("test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("GET http://127.0.0.1/file/bot%s/photos/1.jpg failed", token)
+        logger.warning("only the half: %s", token.split(":")[1])
+        try:
+            raise RuntimeError(f"ClientResponseError for /bot{token}/sendPhoto")
+        except RuntimeError:
+            logger.exception("send failed")
+    finally:
+        logger.removeHandler(handler)
+    joined = "\n".join(records)
+    assert "SECRET" not in joined
+    assert joined.count(REDACTED) == 3
+
+
+# -- TorchServe client -------------------------------------------------------------------------
+
+
+def test_sniff_and_parse_error():
+    assert sniff_image_type(b"\x89PNG\r\n\x1a\n....") == "image/png"
+    assert sniff_image_type(b"\xff\xd8\xff\xe0") == "image/jpeg"
+    assert sniff_image_type(b'{"code": 500}') is None
+    err = parse_error(413, b'{"code": 413, "type": "TooManyPixels", "message": "too big"}')
+    assert err.is_client_error and err.kind == "TooManyPixels" and err.message == "too big"
+    forwarded = parse_error(500, b'{"code": 415, "type": "UnsupportedMediaType", "message": "nope"}')
+    assert forwarded.status == 415 and forwarded.is_client_error
+    assert not parse_error(500, b"<html>oops</html>").is_client_error
+
+
+def _png(w: int = 8, h: int = 6) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (w, h), "white").save(out, "PNG")
+    return out.getvalue()
+
+
+def test_client_retries_503_sends_token_and_sniffs_workflow_replies():
+    seen = []
+
+    async def predict(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization"), await request.read()))
+        if len(seen) <= 2:
+            return web.json_response({"code": 503, "type": "ServiceUnavailable", "message": "busy"}, status=503,
+                                     headers={"Retry-After": "0"})
+        # like the workflow endpoint: PNG bytes under a JSON content type
+        return web.Response(body=_png(), content_type="application/json")
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/wfpredict/restore", predict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with TorchServeClient(f"http://127.0.0.1:{port}", token="inference-key", retries=3,
+                                        backoff=0.01) as client:
+                result = await client.predict("/wfpredict/restore", b"image-bytes")
+        finally:
+            await runner.cleanup()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.media_type == "image/png" and result.data.startswith(b"\x89PNG")
+    assert len(seen) == 3 and all(s == ("/wfpredict/restore", "Bearer inference-key", b"image-bytes") for s in seen)
+
+
+def test_client_gives_up_when_torchserve_is_down_and_does_not_retry_4xx():
+    calls = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        calls.append(1)
+        return web.json_response({"code": 415, "type": "UnsupportedMediaType", "message": "not an image"},
+                                 status=415)
+
+    async def scenario():
+        port = free_port()  # nobody listens: connection refused
+        async with TorchServeClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01) as client:
+            with pytest.raises(TorchServeError) as down:
+                await client.predict("/predictions/sr_x2", b"x")
+        app = web.Application()
+        app.router.add_post("/predictions/sr_x2", refuse)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with TorchServeClient(f"http://127.0.0.1:{port}", retries=3, backoff=0.01) as client:
+                with pytest.raises(TorchServeError) as refused:
+                    await client.predict("/predictions/sr_x2", b"x")
+        finally:
+            await runner.cleanup()
+        return down.value, refused.value
+
+    down, refused = asyncio.run(scenario())
+    assert down.status == 0 and down.kind == "Unavailable" and not down.is_client_error
+    assert refused.status == 415 and refused.kind == "UnsupportedMediaType" and calls == [1]
