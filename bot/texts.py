@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from handlers.image_io import MB, MP, Limits
 
 from .modes import Mode
@@ -155,18 +157,18 @@ _TEXTS: dict[str, dict[str, str]] = {
     "caption_compare": {"en": "Before / after", "ru": "До / после"},
     # Refusals of an image, by the `type` of handlers.image_io.ImageError (the API's error body).
     "err_TooManyPixels": {
-        "en": "The image is too large: {detail}. I accept up to {max_mp:.0f} MP; send a smaller image.",
-        "ru": "Изображение слишком большое: {detail}. Я принимаю до {max_mp:.0f} Мпикс; пришлите поменьше.",
+        "en": "The image is too large ({size}); I accept up to {max_mp:.0f} MP. Send a smaller image.",
+        "ru": "Изображение слишком большое ({size}); я принимаю до {max_mp:.0f} Мпикс. Пришлите поменьше.",
     },
     "err_OutputTooLarge": {
-        "en": "The result would be too large: {detail}. The result may have at most {out_mp:.0f} MP; "
-              "send a smaller image or choose ×2 instead of ×4.",
-        "ru": "Результат получится слишком большим: {detail}. Результат может быть не больше {out_mp:.0f} Мпикс; "
-              "пришлите изображение поменьше или выберите ×2 вместо ×4.",
+        "en": "The result would be too large ({size} upscaled); a result may have at most {out_mp:.0f} MP. "
+              "Send a smaller image or choose ×2 instead of ×4.",
+        "ru": "Результат получится слишком большим ({size} после увеличения); результат может быть не больше "
+              "{out_mp:.0f} Мпикс. Пришлите изображение поменьше или выберите ×2 вместо ×4.",
     },
     "err_ExtremeAspectRatio": {
-        "en": "The image is too elongated ({detail}); the limit is {max_aspect:g}:1. Crop it and send again.",
-        "ru": "Изображение слишком вытянутое ({detail}); допускается до {max_aspect:g}:1. Обрежьте его и пришлите снова.",
+        "en": "The image is too elongated ({size}); the limit is {max_aspect:g}:1. Crop it and send again.",
+        "ru": "Изображение слишком вытянутое ({size}); допускается до {max_aspect:g}:1. Обрежьте его и пришлите снова.",
     },
     "err_UnsupportedMediaType": {
         "en": "I cannot read this file as an image. Send JPEG, PNG, WebP, BMP or TIFF.",
@@ -223,4 +225,7 @@ def image_error_text(lang: str, kind: str, detail: str, limits: Limits, download
     key = f"err_{kind}"
     if key not in _TEXTS:
         key = "err_other"
-    return text(lang, key, detail=detail, **limit_values(limits, download_limit))
+    # The API's messages are English; the size they quote ("8000×6000") reads in any language.
+    found = re.search(r"\d+×\d+", detail)
+    return text(lang, key, detail=detail, size=found.group(0) if found else "?",
+                **limit_values(limits, download_limit))

@@ -65,6 +65,7 @@ class Fault:
     description: str = "Too Many Requests"
     drop: bool = False
     delay: float = 0.0
+    chat_id: int | None = None  # only calls for this chat
 
 
 @dataclass
@@ -241,14 +242,16 @@ class TelegramStub:
         return self._inject({"callback_query": query})
 
     def fail(self, method: str, times: int = 1, status: int = 429, retry_after: int | None = None,
-             description: str | None = None, drop: bool = False, delay: float = 0.0) -> None:
-        """Make the next ``times`` calls of ``method`` fail (or only wait ``delay`` s when status is 200)."""
+             description: str | None = None, drop: bool = False, delay: float = 0.0,
+             chat_id: int | None = None) -> None:
+        """Make the next ``times`` calls of ``method`` (for ``chat_id`` when given) fail, or only wait
+        ``delay`` s when ``status`` is 200. ``method="file"`` applies to file downloads."""
         if description is None:
             description = {429: f"Too Many Requests: retry after {retry_after}", 403: "Forbidden: bot was blocked by "
                            "the user"}.get(status, "Internal Server Error")
         with self._cond:
             self._faults.append(Fault(method=method, times=times, status=status, retry_after=retry_after,
-                                      description=description, drop=drop, delay=delay))
+                                      description=description, drop=drop, delay=delay, chat_id=chat_id))
 
     # -- what tests read back ------------------------------------------------------------------
 
@@ -288,7 +291,7 @@ class TelegramStub:
         params, files = await self._read_params(request)
         if request.match_info["token"] != self.token:
             return self._record(method, params, files, 401, error="Unauthorized")
-        fault = self._take_fault(method)
+        fault = self._take_fault(method, params.get("chat_id"))
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -344,10 +347,11 @@ class TelegramStub:
             body["parameters"] = {"retry_after": retry_after}
         return web.json_response(body, status=status)
 
-    def _take_fault(self, method: str) -> Fault | None:
+    def _take_fault(self, method: str, chat_id: Any = None) -> Fault | None:
         with self._cond:
             for fault in self._faults:
-                if fault.method == method and fault.times > 0:
+                if (fault.method == method and fault.times > 0
+                        and (fault.chat_id is None or str(fault.chat_id) == str(chat_id))):
                     fault.times -= 1
                     return fault
         return None

@@ -1,0 +1,221 @@
+"""The real bot process against the Telegram stand-in and a real TorchServe serving tiny models.
+
+One bot for the module; every test plays a different user so the conversations stay apart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.bot_process import BotProcess
+from tests.conftest import encode, photo
+from tests.telegram_stub import TelegramStub, User
+
+pytestmark = pytest.mark.integration
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def stub():
+    with TelegramStub() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(stub, torchserve, tmp_path_factory):
+    work = tmp_path_factory.mktemp("bot")
+    process = BotProcess(stub.base_url, stub.token, torchserve.inference_url, work / "state", work / "bot.log",
+                         extra_env={"BOT_MAX_JOBS": "2"})
+    process.start()
+    try:
+        process.wait_metrics()
+        yield process
+    finally:
+        process.stop()
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def choose_mode(stub: TelegramStub, user: User, mode: str) -> None:
+    """/mode, then tap the button, as a user would."""
+    stub.user_text(user, "/mode")
+    keyboard = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
+                             20, "the mode keyboard")[-1]
+    buttons = [b for row in keyboard.params["reply_markup"]["inline_keyboard"] for b in row]
+    data = next(b["callback_data"] for b in buttons if b["callback_data"] == f"mode:{mode}")
+    message = stub.messages[(user.id, keyboard.result["message_id"])]
+    before = len(stub.calls_of("answerCallbackQuery"))
+    stub.user_presses(user, message, data)
+    stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
+
+
+def results_for(stub: TelegramStub, user: User, count: int, timeout: float = 60.0):
+    """Wait for ``count`` documents to the user; return (photos, documents) sent to them."""
+    stub.wait_for(lambda: len(stub.calls_of("sendDocument", user.id)) >= count, timeout, f"{count} documents")
+    return stub.calls_of("sendPhoto", user.id), stub.calls_of("sendDocument", user.id)
+
+
+def test_start_help_and_mode_in_both_languages(stub, bot):
+    ru, en = User(1001, language_code="ru"), User(1002, language_code="en-GB")
+    stub.user_text(ru, "/start")
+    stub.user_text(en, "/help")
+    start = stub.wait_for(lambda: stub.calls_of("sendMessage", ru.id), 20, "the greeting")[0]
+    assert "Привет" in start.params["text"]
+    labels = [b["text"] for row in start.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert len(labels) == 4 and any("Раскрасить" in label for label in labels)
+    help_text = stub.wait_for(lambda: stub.calls_of("sendMessage", en.id), 20, "the help")[0].params["text"]
+    assert "Colourise" in help_text and "20 MB" in help_text and "Privacy" in help_text
+    # the command menu is set in both languages
+    menus = {c.params.get("language_code") for c in stub.calls_of("setMyCommands")}
+    assert menus == {None, "ru"}
+    choose_mode(stub, ru, "x4")
+    edited = stub.wait_for(lambda: [t for t in stub.texts_to(ru.id) if "Режим:" in t], 20, "the mode confirmation")
+    assert "×4" in edited[-1]
+
+
+def test_photo_gives_a_photo_and_a_document_of_the_right_size(stub, bot):
+    user = User(1101)
+    choose_mode(stub, user, "x2")
+    stub.user_photo(user, encode(photo(160, 120, seed=1), "JPEG", quality=90), 160, 120)
+    photos, documents = results_for(stub, user, 1)
+    assert len(photos) == 1 and len(documents) == 1
+    name, png = documents[0].upload("document")
+    assert png.startswith(PNG_MAGIC) and size_of(png) == (320, 240) and name.endswith("_x2.png")
+    _, jpeg = photos[0].upload("photo")
+    assert jpeg.startswith(b"\xff\xd8") and size_of(jpeg) == (320, 240)
+    assert "320×240" in photos[0].params["caption"]
+    # "sending photo" was shown, and the single status message is gone after the result
+    assert stub.calls_of("sendChatAction", user.id)
+    status_sent = [c for c in stub.calls_of("sendMessage", user.id) if "queue" in c.params["text"]]
+    assert len(status_sent) == 1
+    stub.wait_for(lambda: stub.calls_of("deleteMessage", user.id), 10, "the status message removed")
+    assert not [m for m in stub.visible_bot_messages(user.id) if "queue" in (m.get("text") or "")]
+
+
+def test_document_input_keeps_the_original_and_restore_mode_uses_the_workflow(stub, bot):
+    user = User(1201)
+    grey = photo(96, 64, seed=2).convert("L")
+    stub.user_document(user, encode(grey, "PNG"), "grandpa 1952.png", "image/png")  # default mode: restore
+    photos, documents = results_for(stub, user, 1)
+    name, png = documents[0].upload("document")
+    assert name == "grandpa_1952_restore.png" and png.startswith(PNG_MAGIC) and size_of(png) == (192, 128)
+    colours = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    assert colours.shape == (128, 192, 3)
+    assert photos and size_of(photos[0].upload("photo")[1]) == (192, 128)
+
+
+def test_album_every_image_is_processed_under_one_status_message(stub, bot):
+    user = User(1301)
+    choose_mode(stub, user, "colorize")
+    sizes = [(80, 60), (64, 64), (72, 48)]
+    for seed, (w, h) in enumerate(sizes):
+        stub.user_photo(user, encode(photo(w, h, seed=10 + seed), "JPEG"), w, h, media_group_id="album-1")
+    photos, documents = results_for(stub, user, 3)
+    assert sorted(size_of(d.upload("document")[1]) for d in documents) == sorted(sizes)
+    assert len(photos) == 3
+    status = [c for c in stub.calls_of("sendMessage", user.id) if "queue" in c.params["text"]]
+    assert len(status) == 1, [c.params["text"] for c in status]
+    progress = [t for t in stub.texts_to(user.id) if "/3)" in t]
+    assert any("(1/3)" in t for t in progress) and any("(2/3)" in t for t in progress)
+
+
+def test_anything_but_an_image_gets_a_hint(stub, bot):
+    user = User(1401, language_code="ru")
+    stub.user_document(user, b"%PDF-1.7\n...", "report.pdf", "application/pdf")
+    stub.user_location(user)
+    stub.user_text(user, "hello")
+    # a renamed non-image passes the name check but not the image check
+    stub.user_document(user, b"<html><body>not an image</body></html>", "cat.jpg", "image/jpeg")
+    replies = stub.wait_for(lambda: len(stub.calls_of("sendMessage", user.id)) >= 5 and
+                            stub.calls_of("sendMessage", user.id), 30, "four answers and a status")
+    texts = [c.params["text"] for c in replies]
+    assert sum("только с изображениями" in t for t in texts) == 2
+    assert any("/help" in t for t in texts)
+    stub.wait_for(lambda: any("прочитать файл как изображение" in t for t in stub.texts_to(user.id)), 30,
+                  "the refusal of the renamed file")
+    assert not stub.calls_of("sendDocument", user.id)
+
+
+def test_oversize_files_and_pixels_are_refused_with_an_explanation(stub, bot):
+    user = User(1501)
+    # 25 MB: over Telegram's 20 MB download limit, refused before any download
+    stub.user_document(user, None, "huge.tiff", "image/tiff", size=25_000_000)
+    stub.wait_for(lambda: any("25.0 MB" in t for t in stub.texts_to(user.id)), 20, "the size refusal")
+    # a small file with too many pixels: 8000×6000 = 48 MP > 40 MP, found after the download
+    big = Image.new("L", (8000, 6000), 128)
+    stub.user_document(user, encode(big, "PNG"), "flat.png", "image/png")
+    stub.wait_for(lambda: any("8000×6000" in t for t in stub.texts_to(user.id)), 30, "the pixel refusal")
+    # ×4 of 3000×2500 would give 120 MP > 64 MP: the photo's size says so, nothing is downloaded
+    choose_mode(stub, user, "x4")
+    downloads = len(stub.calls_of("getFile"))
+    stub.user_photo(user, encode(photo(300, 250), "JPEG"), 3000, 2500)
+    stub.wait_for(lambda: any("×4" in t and "64" in t for t in stub.texts_to(user.id)), 20, "the output refusal")
+    assert len(stub.calls_of("getFile")) == downloads
+    assert not stub.calls_of("sendDocument", user.id)
+
+
+def test_telegram_429_5xx_and_dropped_connections_are_retried(stub, bot):
+    user = User(1601)
+    choose_mode(stub, user, "x2")
+    stub.fail("sendPhoto", status=429, retry_after=1, chat_id=user.id)
+    stub.fail("sendDocument", status=502, description="Bad Gateway", chat_id=user.id)
+    stub.fail("deleteMessage", drop=True, chat_id=user.id)
+    stub.user_photo(user, encode(photo(64, 48, seed=3), "JPEG"), 64, 48)
+    photos, documents = results_for(stub, user, 1)
+    assert len(photos) == len(documents) == 1
+    tries = [c for c in stub.calls if c.method == "sendPhoto" and c.chat_id == user.id]
+    assert [c.status for c in tries] == [429, 200]
+    assert tries[1].at - tries[0].at >= 0.95  # waited retry_after
+    assert [c.status for c in stub.calls if c.method == "sendDocument" and c.chat_id == user.id] == [502, 200]
+    stub.wait_for(lambda: stub.calls_of("deleteMessage", user.id), 20, "the status removal after a dropped call")
+    assert bot.proc.poll() is None
+    assert bot.metric("bot_telegram_errors_total", kind="retry_after") >= 1
+    assert bot.metric("bot_telegram_errors_total", kind="server_error") >= 1
+    assert bot.metric("bot_telegram_errors_total", kind="network") >= 1
+
+
+def test_a_user_who_blocked_the_bot_is_skipped(stub, bot):
+    gone, next_user = User(1701), User(1702)
+    stub.fail("sendPhoto", status=403, chat_id=gone.id)
+    stub.user_photo(gone, encode(photo(40, 30), "JPEG"), 40, 30)
+    stub.wait_for(lambda: [c for c in stub.calls if c.method == "sendPhoto" and c.chat_id == gone.id], 60,
+                  "the refused send")
+    stub.user_photo(next_user, encode(photo(40, 30), "JPEG"), 40, 30)
+    results_for(stub, next_user, 1)
+    assert not stub.calls_of("sendDocument", gone.id)
+    assert "blocked the bot" in bot.log()
+    assert bot.proc.poll() is None
+
+
+def test_metrics_and_no_secrets_or_leftovers(stub, bot):
+    assert bot.metric("bot_updates_total", type="message") >= 10
+    assert bot.metric("bot_updates_total", type="callback_query") >= 3
+    assert bot.metric("bot_jobs_total", mode="x2", outcome="ok") >= 2
+    assert bot.metric("bot_jobs_total", outcome="refused") >= 2
+    assert bot.metric("bot_torchserve_request_seconds_count", target="restore") >= 1
+    assert bot.metric("bot_job_seconds_count") >= 5
+    assert bot.metric("bot_queue_depth") == 0
+    log = bot.log()
+    assert stub.token not in log and stub.token.split(":")[1] not in log
+    # nothing but the job store in the state directory: no image was written to disk
+    files = sorted(p.name for p in bot.state_dir.iterdir())
+    assert all(name.startswith("jobs.sqlite3") for name in files), files
+
+
+def test_json_fields_the_bot_sends_are_valid(stub, bot):
+    """Keyboards and reply parameters reach Telegram as JSON objects it can read."""
+    for call in stub.calls_of("sendMessage"):
+        markup = call.params.get("reply_markup")
+        if markup is not None:
+            assert isinstance(markup, dict) and "inline_keyboard" in markup, json.dumps(markup)[:200]
+    for call in stub.calls_of("sendPhoto"):
+        assert isinstance(call.params["reply_parameters"], dict) or call.params.get("caption") == "Before / after"
