@@ -45,6 +45,7 @@ DEFAULTS = {
     "lr": 2e-4, "beta1": 0.5, "steps": 3000, "decay": 0.5, "minutes": 0.0,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 16,
     "seed": 0, "threads": 0, "resume": False,
+    "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
 }
 
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   "lr": lr_at(step - 1, cfg), "wall_s": time.time() - t_start}) + "\n")
             log.flush()
             bar.set_postfix(l1=f"{loss_l1.item():.4f}", d=f"{loss_D.item():.3f}")
-        out_of_time = budget and time.time() - t_start > budget
+        out_of_time = (budget and time.time() - t_start > budget) or step == cfg["stop_at"]
         if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time):
             torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
                         "opt_D": opt_D.state_dict(), "step": step, "wall": time.time() - t_start,

@@ -34,6 +34,7 @@ DEFAULTS = {
     "model_type": "EDSR", "n_resblocks": 8, "n_feats": 32, "res_scale": 1.0, "init": "",
     "patch": 48, "batch_size": 16, "lr": 5e-4, "steps": 3000, "minutes": 0.0, "warmup": 100,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 24, "seed": 0, "threads": 0, "resume": False,
+    "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
 }
 
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
                       + "\n")
             log.flush()
             bar.set_postfix(l1=f"{loss.item():.4f}")
-        out_of_time = budget and time.time() - t_start > budget
+        out_of_time = (budget and time.time() - t_start > budget) or step == cfg["stop_at"]
         if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time):
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                         "wall": time.time() - t_start, "config": cfg}, ckpt_path.with_suffix(".tmp"))

@@ -1,0 +1,168 @@
+"""Export trained runs as serving weights: safetensors (fp16 where it measurably loses nothing),
+the config the handlers read, and a model card.
+
+    python -m training.export --all --out weights        # runs/colorize, runs/sr_x2, runs/sr_x4
+    python -m training.export --colorize runs/colorize --out weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from training.data import PairDataset, SRDataset
+from training.metrics import psnr
+from training.networks import GeneratorConfig, define_G
+
+# fp16 weights are kept when their outputs match fp32's at least this closely (PSNR between the
+# two outputs; 48 dB is an error of one 8-bit level), so the served picture does not change.
+FP16_MIN_PSNR_DB = 48.0
+
+
+def _val_metrics(run: Path) -> dict:
+    log = run / "log.jsonl"
+    if not log.exists():
+        return {}
+    last = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        if "val" in row:
+            last = {"step": row["step"], **row["val"]}
+    return last
+
+
+def _wall(run: Path) -> float:
+    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)  # our own checkpoint
+    return float(ck.get("wall", 0.0)), int(ck["step"]), ck.get("config", {})
+
+
+@torch.no_grad()
+def fp16_loss_db(make_model, state: dict, inputs: list[torch.Tensor], unit=lambda y: (y.clamp(-1, 1) + 1) / 2
+                 ) -> float:
+    """Worst PSNR (dB) between the outputs of fp32 weights and of the same weights rounded to fp16."""
+    full, half = make_model(), make_model()
+    full.load_state_dict(state)
+    half.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    full.eval()
+    half.eval()
+    worst = float("inf")
+    for x in inputs:
+        worst = min(worst, psnr(unit(full(x[None])), unit(half(x[None]))))
+    return worst
+
+
+def card(title: str, lines: list[str]) -> str:
+    return "# " + title + "\n\n" + "\n".join(lines) + "\n"
+
+
+def export_colorize(run: Path, out: Path, data: Path) -> dict:
+    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    gcfg = GeneratorConfig.from_dict(ck["generator"])
+    state = ck["G"]
+    val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)
+    inputs = [val.pair(i, None)[0] for i in range(min(8, len(val)))]
+    fidelity = fp16_loss_db(lambda: define_G(gcfg), state, inputs)
+    half = fidelity >= FP16_MIN_PSNR_DB
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    save_file(tensors, str(out / "generator.safetensors"))
+    (out / "config.json").write_text(json.dumps(gcfg.to_dict(), indent=2))
+    wall, step, cfg = float(ck.get("wall", 0.0)), int(ck["step"]), ck.get("config", {})
+    val_m = _val_metrics(run)
+    params = sum(v.numel() for v in state.values() if v.is_floating_point())
+    info = {"name": "colorize", "steps": step, "wall_min": wall / 60, "fp16": half, "fp16_psnr_vs_fp32": fidelity,
+            "params": params, "val": val_m, "config": cfg}
+    (out / "MODEL_CARD.md").write_text(card("colorize — Pix2Pix UNet colouriser (Lab)", [
+        "Predicts the a/b chroma of CIE Lab from the L channel of a photo (the reference Pix2Pix",
+        "colourisation mode); the serving handler recombines it with the photo's full-resolution L.",
+        "",
+        f"- Architecture: UNet generator, num_downs={gcfg.num_downs}, ngf={gcfg.ngf}, norm={gcfg.norm}, "
+        f"{params / 1e6:.2f} M parameters; 70×70 PatchGAN discriminator (ndf={cfg.get('ndf')}) in training.",
+        f"- Working resolution: longest side {gcfg.work_size} px.",
+        f"- Losses: cGAN ({cfg.get('gan_mode')}) + {cfg.get('lambda_l1')}·L1 + {cfg.get('lambda_colour')}·chroma-strength term.",
+        f"- Training: {step} steps, batch {cfg.get('batch_size')}, Adam lr {cfg.get('lr')} β1 {cfg.get('beta1')}, "
+        f"{wall / 60:.1f} min wall time on a 2-core CPU.",
+        f"- Weights: {'fp16' if half else 'fp32'} safetensors (fp16 outputs vs fp32: {fidelity:.1f} dB PSNR).",
+        "- Data and command: `make train` (training/recipe_cpu.sh, configs in training/configs/); see docs/training.md.",
+        f"- Validation (generated pairs, step {val_m.get('step')}): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in val_m.items() if k != "step"),
+        "- Held-out real photographs: see results in docs/training.md (python -m training.evaluate).",
+        "- Trained briefly on a small CPU budget: colours are plausible, not faithful; expect brownish/greenish",
+        "  guesses on objects whose colour the luminance does not determine.",
+    ]))
+    (out / "export.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def export_sr(run: Path, out: Path, data: Path) -> dict:
+    from super_image import EdsrConfig, EdsrModel
+
+    model_dir = run / "model"
+    conf = json.loads((model_dir / "config.json").read_text())
+    scale = int(conf["scale"])
+    state = torch.load(model_dir / f"pytorch_model_{scale}x.pt", map_location="cpu", weights_only=True)
+
+    def make():
+        return EdsrModel(EdsrConfig(**{k: v for k, v in conf.items() if k != "model_type"}))
+
+    val = SRDataset(data / "val", scale, 48, False)
+    inputs = [val.pair(i, None)[0] for i in range(min(6, len(val)))]
+    fidelity = fp16_loss_db(make, state, inputs, unit=lambda y: y.clamp(0, 1))
+    half = fidelity >= FP16_MIN_PSNR_DB
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model_dir / "config.json", out / "config.json")
+    # The library's own layout (loadable with EdsrModel.from_pretrained) ...
+    shutil.copy2(model_dir / f"pytorch_model_{scale}x.pt", out / f"pytorch_model_{scale}x.pt")
+    # ... and safetensors, which the archive step prefers (no pickle at load time).
+    save_file({k: (v.half() if half else v).contiguous() for k, v in state.items()},
+              str(out / f"model_{scale}x.safetensors"))
+    wall, step, cfg = _wall(run)
+    val_m = _val_metrics(run)
+    params = sum(v.numel() for v in state.values())
+    info = {"name": f"sr_x{scale}", "steps": step, "wall_min": wall / 60, "fp16": half, "params": params,
+            "fp16_psnr_vs_fp32": fidelity, "val": val_m, "config": cfg}
+    (out / "MODEL_CARD.md").write_text(card(f"sr_x{scale} — EDSR (super-image) ×{scale}", [
+        f"A small EDSR from the `super-image` library (EdsrModel: {conf['n_resblocks']} residual blocks, "
+        f"{conf['n_feats']} features, {params / 1e6:.2f} M parameters), trained on HR/LR pairs made by dataset_gen.",
+        "",
+        f"- Training: {step} steps, L1 loss, batch {cfg.get('batch_size')} of {cfg.get('patch')}² LR patches, "
+        f"Adam lr {cfg.get('lr')} with cosine decay{', initialised from ' + cfg['init'] if cfg.get('init') else ''}; "
+        f"{wall / 60:.1f} min on a 2-core CPU.",
+        f"- Files: the library's layout (config.json + pytorch_model_{scale}x.pt, loadable with "
+        f"`EdsrModel.from_pretrained`) and model_{scale}x.safetensors ({'fp16' if half else 'fp32'}; fp16 vs fp32 "
+        f"outputs: {fidelity:.1f} dB PSNR) which serving prefers.",
+        "- Data and command: `make train` (training/recipe_cpu.sh, configs in training/configs/); see docs/training.md.",
+        f"- Validation (generated pairs, step {val_m.get('step')}): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in val_m.items() if k != "step"),
+    ]))
+    (out / "export.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--all", action="store_true", help="runs/colorize, runs/sr_x2, runs/sr_x4")
+    p.add_argument("--colorize")
+    p.add_argument("--sr", action="append", default=[], help="an SR run folder (repeatable)")
+    p.add_argument("--data-colorize", default="data/colorize")
+    p.add_argument("--data-sr", default="data/sr")
+    p.add_argument("--out", default="weights")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    col = a.colorize or ("runs/colorize" if a.all else None)
+    srs = a.sr or (["runs/sr_x2", "runs/sr_x4"] if a.all else [])
+    if col:
+        print(json.dumps(export_colorize(Path(col), out / "colorize", Path(a.data_colorize)), default=str)[:400])
+    for run in srs:
+        conf = json.loads((Path(run) / "model" / "config.json").read_text())
+        info = export_sr(Path(run), out / f"sr_x{conf['scale']}", Path(a.data_sr))
+        print(json.dumps(info, default=str)[:400])
+
+
+if __name__ == "__main__":
+    main()
