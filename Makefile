@@ -28,6 +28,7 @@ archives: setup
 ## bench: speed and overhead figures (not a test)
 bench: setup
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.suite
 
 ## loadtest: 300 requests at concurrency 32 over every endpoint and the workflow (default weights)
 loadtest: setup

@@ -1,0 +1,340 @@
+"""`make bench`: every speed figure of the service, measured side by side in one run.
+
+1. the hardware's ceiling: fp32 matrix-multiply FLOP/s, measured now;
+2. in-process eager PyTorch per model and input size (the lower bound for serving), with the
+   model's FLOPs (torch's FlopCounterMode) and achieved FLOP/s as a fraction of the ceiling;
+3. the project's SR path against the `super-image` library's own inference code on the same
+   weights and image: same output (within 1/255) and the time of each;
+4. TorchServe per endpoint at concurrency 1, 4 and 16: p50/p95 latency, images/s, throughput as
+   a fraction of the in-process rate, peak RSS of the workers;
+5. batching on and off, and workers × threads settings, for `colorize` at concurrency 16;
+6. the `restore` workflow against a client that calls `colorize` then `sr_x2` itself;
+7. a 3840×2160 photo ×2 and the largest ×4 the output limit allows, end to end, with the
+   workers' peak RSS.
+
+Results: ``results/bench.md`` (tables), ``results/bench.json`` and ``results/bench.png``.
+
+    python -m benchmarks.suite            # everything (about 15 minutes on 2 cores)
+    python -m benchmarks.suite --quick    # fewer repeats, no 4K
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+
+from benchmarks.serving import median_time, test_photo
+from handlers.colorize import colorize_images, load_generator, predict_ab
+from handlers.image_io import Limits, decode_image, encode_image
+from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
+from serving.archive import build_all
+from serving.server import ROOT, TorchServe, free_port
+
+ENDPOINTS = (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = median_time(lambda: a @ b, repeats)
+    return 2 * n**3 / t
+
+
+def model_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn()
+    return counter.get_total_flops()
+
+
+class Models:
+    def __init__(self, weights: Path) -> None:
+        self.g, self.gcfg = load_generator(str(weights / COLORIZE))
+        self.sr = {SR_X2: load_sr_model(str(weights / SR_X2))[0], SR_X4: load_sr_model(str(weights / SR_X4))[0]}
+        self.weights = weights
+
+    def model_call(self, target: str, img: Image.Image):
+        """The network alone (the lower bound)."""
+        if target == COLORIZE:
+            return lambda: predict_ab(self.g, self.gcfg, [img])
+        if target == WORKFLOW_RESTORE:
+            x2 = image_to_tensor(img)
+            return lambda: (predict_ab(self.g, self.gcfg, [img]), self.sr[SR_X2](x2))
+        x = image_to_tensor(img)
+        return lambda: self.sr[target](x)
+
+    def pipeline(self, target: str, data: bytes) -> bytes:
+        """The handler's whole work in-process: decode, model, encode."""
+        img = decode_image(data).image
+        if target == COLORIZE:
+            return encode_image(colorize_images(self.g, self.gcfg, [img])[0])
+        if target == WORKFLOW_RESTORE:
+            colour = decode_image(encode_image(colorize_images(self.g, self.gcfg, [img])[0])).image
+            return encode_image(upscale_image(self.sr[SR_X2], colour, 2))
+        scale = 2 if target == SR_X2 else 4
+        return encode_image(upscale_image(self.sr[target], img, scale))
+
+
+def library_inference(model_dir: Path, scale: int, img: Image.Image) -> tuple[np.ndarray, float]:
+    """super-image's documented usage: from_pretrained, ImageLoader.load_image, model(inputs),
+    then its own tensor → image conversion (as ImageLoader.save_image does, without the file)."""
+    from super_image import EdsrModel, ImageLoader
+
+    model = EdsrModel.from_pretrained(str(model_dir), scale=scale)
+    inputs = ImageLoader.load_image(img)
+    model(inputs)  # warm-up
+    t0 = time.perf_counter()
+    preds = model(inputs)
+    pred = preds.data.cpu().numpy()[0].transpose((1, 2, 0)) * 255.0
+    elapsed = time.perf_counter() - t0
+    return np.clip(pred, 0, 255).round().astype(np.uint8), elapsed
+
+
+def start_ts(store: Path, tmp: Path, name: str, models_json: dict | None = None, env: dict | None = None) -> TorchServe:
+    overrides = {"models": json.dumps(models_json)} if models_json else {}
+    ts = TorchServe(model_store=store, workdir=tmp / name, inference_port=free_port(), management_port=free_port(),
+                    metrics_port=free_port(), overrides=overrides, env=env or {})
+    ts.start(timeout=300)
+    return ts
+
+
+def concurrent_run(url: str, data: bytes, concurrency: int, total: int) -> dict:
+    session_headers = {"Content-Type": "image/jpeg"}
+    lat: list[float] = []
+
+    def one(_):
+        t0 = time.perf_counter()
+        r = requests.post(url, data=data, headers=session_headers, timeout=900)
+        dt = time.perf_counter() - t0
+        ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
+        return dt, ok
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(total)))
+    wall = time.perf_counter() - t0
+    lat = [d for d, ok in results if ok]
+    return {"concurrency": concurrency, "requests": total, "ok": len(lat), "p50_s": statistics.median(lat),
+            "p95_s": float(np.percentile(lat, 95)), "images_per_s": len(lat) / wall}
+
+
+def workers_peak(ts: TorchServe, models=(COLORIZE, SR_X2, SR_X4)) -> dict:
+    out = {}
+    for m in models:
+        try:
+            out[m] = max(peak_rss_mib(p) for p in ts.worker_pids(m))
+        except (requests.RequestException, ValueError, OSError):
+            out[m] = float("nan")
+    return out
+
+
+def models_setting(batch: int, workers: int) -> dict:
+    def one(name: str, b: int) -> dict:
+        return {"1.0": {"defaultVersion": True, "marName": f"{name}.mar", "minWorkers": workers,
+                        "maxWorkers": workers, "batchSize": b, "maxBatchDelay": 5 if b > 1 else 1,
+                        "responseTimeout": 900}}
+
+    return {COLORIZE: one(COLORIZE, batch), SR_X2: one(SR_X2, 1), SR_X4: one(SR_X4, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=str(ROOT / "weights"))
+    p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args(argv)
+    repeats = 3 if a.quick else 5
+    weights = Path(a.weights)
+    models = Models(weights)
+    report: dict = {"threads": torch.get_num_threads(), "device": "cpu"}
+    md: list[str] = [f"# Benchmarks (CPU, {torch.get_num_threads()} torch threads, median of {repeats})", ""]
+
+    # 1. ceiling
+    ceiling = matmul_flops(repeats=repeats)
+    report["matmul_gflops"] = ceiling / 1e9
+    md += [f"Matrix-multiply ceiling (fp32 2048²): **{ceiling / 1e9:.1f} GFLOP/s**.", ""]
+
+    # 2. in-process per model and size
+    sizes = [(256, 256), (1024, 768)] + ([] if a.quick else [(3840, 2160)])
+    md += ["## In-process eager PyTorch", "",
+           "| model | input | model ms | pipeline ms | GFLOP | achieved GFLOP/s | of ceiling |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    inproc = {}
+    for target in ENDPOINTS:
+        for w, h in sizes:
+            if (w, h) == (3840, 2160) and target not in (SR_X2,):
+                continue
+            data = test_photo(w, h)
+            img = decode_image(data).image
+            call = models.model_call(target, img)
+            flops = model_flops(call)
+            t_model = median_time(call, 1 if w > 2000 else repeats)
+            t_pipe = median_time(lambda target=target, data=data: models.pipeline(target, data),
+                                 1 if w > 2000 else repeats)
+            inproc[(target, w, h)] = {"model_s": t_model, "pipeline_s": t_pipe, "gflop": flops / 1e9,
+                                      "gflops": flops / t_model / 1e9}
+            r = inproc[(target, w, h)]
+            md.append(f"| {target} | {w}×{h} | {t_model * 1e3:.1f} | {t_pipe * 1e3:.1f} | {r['gflop']:.2f} | "
+                      f"{r['gflops']:.1f} | {r['gflops'] * 1e9 / ceiling:.0%} |")
+            print(md[-1], flush=True)
+    report["in_process"] = {f"{k[0]}@{k[1]}x{k[2]}": v for k, v in inproc.items()}
+
+    # 3. our SR path vs the library's own inference
+    md += ["", "## SR: this project's path vs super-image's own inference (same weights)", "",
+           "| input | scale | library ms | ours ms | ours / library | max abs diff (of 255) |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+    report["vs_library"] = []
+    for (w, h) in [(256, 256), (1024, 768)]:
+        img = decode_image(test_photo(w, h)).image
+        for name, scale in ((SR_X2, 2), (SR_X4, 4)):
+            lib_out, t_lib = library_inference(weights / name, scale, img)
+            ours_t = median_time(lambda img=img, name=name, scale=scale: upscale_image(models.sr[name], img, scale),
+                                 repeats)
+            ours = np.asarray(upscale_image(models.sr[name], img, scale))
+            # The library's save path converts with cv2's BGR swap; compare in RGB order.
+            diff = int(np.abs(ours.astype(int) - lib_out.astype(int)).max())
+            report["vs_library"].append({"size": f"{w}x{h}", "scale": scale, "library_s": t_lib, "ours_s": ours_t,
+                                         "max_diff": diff})
+            md.append(f"| {w}×{h} | ×{scale} | {t_lib * 1e3:.1f} | {ours_t * 1e3:.1f} | {ours_t / t_lib:.2f} | {diff} |")
+            print(md[-1], flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pix2pix-sr-suite-") as t:
+        tmp = Path(t)
+        store = tmp / "store"
+        build_all(store, {COLORIZE: str(weights / COLORIZE), SR_X2: str(weights / SR_X2), SR_X4: str(weights / SR_X4)})
+
+        # 4 + 6 + 7: the default configuration
+        ts = start_ts(store, tmp, "default")
+        try:
+            data = test_photo(256, 256)
+            md += ["", "## TorchServe per endpoint (256×256 input)", "",
+                   "| endpoint | concurrency | p50 ms | p95 ms | images/s | in-process rate | of in-process |",
+                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            report["endpoints"] = []
+            for target in ENDPOINTS:
+                url = ts.inference_url + prediction_path(target)
+                rate = 1 / inproc[(target, 256, 256)]["pipeline_s"]
+                for conc in (1, 4, 16):
+                    r = concurrent_run(url, data, conc, max(repeats * 2, conc * 2))
+                    r.update({"endpoint": target, "in_process_rate": rate, "fraction": r["images_per_s"] / rate})
+                    report["endpoints"].append(r)
+                    md.append(f"| {target} | {conc} | {r['p50_s'] * 1e3:.1f} | {r['p95_s'] * 1e3:.1f} | "
+                              f"{r['images_per_s']:.2f} | {rate:.2f} | {r['fraction']:.0%} |")
+                    print(md[-1], flush=True)
+            # 6. workflow vs client chaining
+            s = requests.Session()
+
+            def chained(data=data):
+                c = s.post(ts.inference_url + prediction_path(COLORIZE), data=data,
+                           headers={"Content-Type": "image/jpeg"}, timeout=600).content
+                return s.post(ts.inference_url + prediction_path(SR_X2), data=c,
+                              headers={"Content-Type": "image/png"}, timeout=600).content
+
+            def workflow(data=data):
+                return s.post(ts.inference_url + prediction_path(WORKFLOW_RESTORE), data=data,
+                              headers={"Content-Type": "image/jpeg"}, timeout=600).content
+
+            t_chain, t_wf = median_time(chained, repeats * 2), median_time(workflow, repeats * 2)
+            report["workflow_vs_chain"] = {"workflow_s": t_wf, "chain_s": t_chain, "ratio": t_wf / t_chain}
+            md += ["", "## `restore` workflow vs a client chaining colorize → sr_x2 (256×256)", "",
+                   f"workflow {t_wf * 1e3:.1f} ms, client chain {t_chain * 1e3:.1f} ms: ratio **{t_wf / t_chain:.3f}** "
+                   "(target ≤ 1.10)."]
+            print(md[-1], flush=True)
+            # 7. large images
+            md += ["", "## Large images end to end", "", "| request | output | seconds | worker peak RSS MiB |",
+                   "| --- | --- | ---: | ---: |"]
+            report["large"] = []
+            lim = Limits()
+            big = [] if a.quick else [(SR_X2, 3840, 2160)]
+            side = int((lim.max_output_pixels / 16) ** 0.5)
+            big.append((SR_X4, side * 4 // 3 // 4 * 4, side * 3 // 4 // 4 * 4))  # 4:3, ×4 output just under 64 MP
+            for target, w, h in big:
+                data_big = test_photo(w, h)
+                t0 = time.perf_counter()
+                r = requests.post(ts.inference_url + prediction_path(target), data=data_big,
+                                  headers={"Content-Type": "image/jpeg"}, timeout=1800)
+                dt = time.perf_counter() - t0
+                ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
+                out_size = Image.open(io.BytesIO(r.content)).size if ok else r.text[:200]
+                peak = workers_peak(ts, (target,))[target]
+                report["large"].append({"target": target, "input": f"{w}x{h}", "ok": ok, "output": str(out_size),
+                                        "seconds": dt, "peak_rss_mib": peak, "bytes": len(r.content)})
+                md.append(f"| {target} {w}×{h} | {out_size} ({len(r.content) / 1e6:.1f} MB) | {dt:.1f} | {peak:.0f} |")
+                print(md[-1], flush=True)
+            report["peak_rss_mib"] = workers_peak(ts)
+        finally:
+            ts.stop()
+
+        # 5. batching and workers × threads for colorize at concurrency 16
+        md += ["", "## colorize at concurrency 16: batching and workers × threads", "",
+               "| setting | p50 ms | p95 ms | images/s |", "| --- | ---: | ---: | ---: |"]
+        report["settings"] = []
+        data = test_photo(256, 256)
+        for label, batch, workers, threads in (("batch 1, 1 worker × 2 threads", 1, 1, 2),
+                                               ("batch 4, 1 worker × 2 threads", 4, 1, 2),
+                                               ("batch 1, 2 workers × 1 thread", 1, 2, 1)):
+            ts = start_ts(store, tmp, f"s{batch}{workers}", models_setting(batch, workers),
+                          env={"PIX2PIX_TORCH_THREADS": str(threads)})
+            try:
+                r = concurrent_run(ts.inference_url + prediction_path(COLORIZE), data, 16, 48)
+            finally:
+                ts.stop()
+            r["setting"] = label
+            report["settings"].append(r)
+            md.append(f"| {label} | {r['p50_s'] * 1e3:.1f} | {r['p95_s'] * 1e3:.1f} | {r['images_per_s']:.2f} |")
+            print(md[-1], flush=True)
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text("\n".join(md) + "\n")
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str))
+    plot(report, out / "bench.png")
+    print(f"wrote {out / 'bench.md'}, {out / 'bench.png'}")
+    return 0
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for target in ENDPOINTS:
+        rows = [r for r in report.get("endpoints", []) if r["endpoint"] == target]
+        ax[0].plot([r["concurrency"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=target)
+    ax[0].set_xlabel("concurrency")
+    ax[0].set_ylabel("images/s (256×256)")
+    ax[0].set_xscale("log", base=2)
+    ax[0].legend()
+    labels = [r["setting"] for r in report.get("settings", [])]
+    ax[1].barh(labels, [r["images_per_s"] for r in report.get("settings", [])])
+    ax[1].set_xlabel("colorize images/s at concurrency 16")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
