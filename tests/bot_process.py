@@ -69,6 +69,10 @@ class BotProcess:
         raise TimeoutError(f"the bot's metrics did not come up:\n{self.log()[-3000:]}")
 
     @property
+    def db_path(self) -> Path:
+        return self.state_dir / "jobs.sqlite3"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 

@@ -66,6 +66,7 @@ class Fault:
     drop: bool = False
     delay: float = 0.0
     chat_id: int | None = None  # only calls for this chat
+    hold: threading.Event | None = None  # answer only once the test sets it
 
 
 @dataclass
@@ -111,6 +112,8 @@ class TelegramStub:
         self._runner: web.AppRunner | None = None
         self._new_update: asyncio.Event | None = None
         self.confirmed_offset = 0
+        self._holding = 0
+        self._closing = False
 
     # -- server life -------------------------------------------------------------------------
 
@@ -149,6 +152,9 @@ class TelegramStub:
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
+            # End the long polls still open (their bot may be gone) so the server stops at once.
+            self._closing = True
+            self._loop.call_soon_threadsafe(self._new_update.set)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
@@ -253,6 +259,21 @@ class TelegramStub:
             self._faults.append(Fault(method=method, times=times, status=status, retry_after=retry_after,
                                       description=description, drop=drop, delay=delay, chat_id=chat_id))
 
+    def hold(self, method: str, chat_id: int | None = None) -> Callable[[], None]:
+        """Hold the next call of ``method`` (``"file"``: the next download) until the returned
+        function is called; the call then proceeds normally. Keeps a job in flight for as long as
+        a test needs."""
+        gate = threading.Event()
+        with self._cond:
+            self._faults.append(Fault(method=method, times=1, status=200, description="", chat_id=chat_id,
+                                      hold=gate))
+        return gate.set
+
+    def held(self) -> int:
+        """How many calls are being held right now."""
+        with self._cond:
+            return self._holding
+
     # -- what tests read back ------------------------------------------------------------------
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -293,8 +314,7 @@ class TelegramStub:
             return self._record(method, params, files, 401, error="Unauthorized")
         fault = self._take_fault(method, params.get("chat_id"))
         if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+            await self._wait_out(fault)
             if fault.drop:
                 self._record(method, params, files, 0, error="dropped")
                 request.transport.close()
@@ -356,6 +376,20 @@ class TelegramStub:
                     return fault
         return None
 
+    async def _wait_out(self, fault: Fault) -> None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.hold is not None:
+            with self._cond:
+                self._holding += 1
+                self._cond.notify_all()
+            try:
+                while not fault.hold.is_set() and not self._closing:
+                    await asyncio.sleep(0.05)
+            finally:
+                with self._cond:
+                    self._holding -= 1
+
     async def _get_updates(self, params: dict, files: dict) -> web.Response:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
@@ -368,7 +402,7 @@ class TelegramStub:
                     self.confirmed_offset = max(self.confirmed_offset, offset)
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
                 pending = self._updates[:limit]
-                if pending or time.monotonic() >= deadline:
+                if pending or time.monotonic() >= deadline or self._closing:
                     result = list(pending)
                     break
                 self._new_update.clear()
@@ -385,8 +419,7 @@ class TelegramStub:
         path = request.match_info["path"]
         fault = self._take_fault("file")
         if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+            await self._wait_out(fault)
             if fault.drop:
                 request.transport.close()
                 raise ConnectionResetError("dropped by the Telegram stand-in")
