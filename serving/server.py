@@ -59,6 +59,11 @@ class TorchServe:
     env: dict[str, str] = field(default_factory=dict)
     base_config: Path = ROOT / "config.properties"
     proc: subprocess.Popen | None = None
+    grpc_ports: tuple[int, int] = (7070, 7071)
+
+    def __post_init__(self) -> None:
+        if self.inference_port != INFERENCE_PORT:  # a test or side instance: keep clear of the defaults
+            self.grpc_ports = (free_port(), free_port())
 
     @property
     def inference_url(self) -> str:
@@ -82,6 +87,9 @@ class TorchServe:
             "inference_address": self.inference_url,
             "management_address": self.management_url,
             "metrics_address": self.metrics_url,
+            # gRPC servers start too; give them free ports so instances don't collide.
+            "grpc_inference_port": str(self.grpc_ports[0]),
+            "grpc_management_port": str(self.grpc_ports[1]),
             "model_store": str(self.model_store),
             "workflow_store": str(self.model_store),
             "metrics_config": str(ROOT / "serving" / "metrics.yaml"),
