@@ -1,0 +1,228 @@
+"""TorchServe's companion inside the serving pod: probes, workflow registration, key publishing.
+
+TorchServe cannot load workflows at start-up, answers 400 on ``/ping`` when token authorization is
+on and no key is sent, and generates its own random keys on every start (``key_file.json`` in its
+working directory). This script bridges those facts to Kubernetes; it uses only the standard
+library so it runs in the serving image without extra packages.
+
+    python pod_agent.py ready     # readiness probe: exit 0 only when the workflow is registered
+    python pod_agent.py live      # liveness/startup probe: inference /ping answers "Healthy"
+    python pod_agent.py run       # sidecar: register the workflow, publish the inference key
+
+Settings (environment): ``TS_WORKDIR`` (where key_file.json is), ``TS_INFERENCE_URL``,
+``TS_MANAGEMENT_URL``, ``TS_WORKFLOW`` (name; the archive is ``<name>.war``), ``TS_MODELS``
+(comma-separated models that must be READY before the workflow is registered),
+``KEY_SECRET`` (a Secret in the pod's namespace that receives the inference key; unset: do not
+publish), ``KEY_SECRET_FIELD`` (its data key, default ``inference-key``), ``RESTART_DEPLOYMENT``
+(a Deployment whose pods read that Secret; its pod template is annotated with a digest of the
+new key so it restarts with it), ``AGENT_INTERVAL`` (seconds between checks in ``run``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+KEY_ANNOTATION = "pix2pix.restore/inference-key-sha256"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Where TorchServe is and what to do with its keys; read from the environment."""
+
+    workdir: Path
+    inference_url: str
+    management_url: str
+    workflow: str
+    models: tuple[str, ...]
+    key_secret: str | None
+    key_field: str
+    restart_deployment: str | None
+    interval: float
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> AgentConfig:
+        """Read the settings (see the module docstring); defaults match the serving image."""
+        env = dict(os.environ if env is None else env)
+        return cls(
+            workdir=Path(env.get("TS_WORKDIR", "/home/model-server/run")),
+            inference_url=env.get("TS_INFERENCE_URL", "http://127.0.0.1:8080").rstrip("/"),
+            management_url=env.get("TS_MANAGEMENT_URL", "http://127.0.0.1:8081").rstrip("/"),
+            workflow=env.get("TS_WORKFLOW", "restore"),
+            models=tuple(m for m in env.get("TS_MODELS", "colorize,sr_x2,sr_x4").split(",") if m),
+            key_secret=env.get("KEY_SECRET") or None,
+            key_field=env.get("KEY_SECRET_FIELD", "inference-key"),
+            restart_deployment=env.get("RESTART_DEPLOYMENT") or None,
+            interval=float(env.get("AGENT_INTERVAL", "5")),
+        )
+
+
+def read_keys(workdir: Path) -> dict[str, str]:
+    """``{"management": ..., "inference": ...}`` from key_file.json; empty when auth is off."""
+    try:
+        data = json.loads((workdir / "key_file.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {kind: entry["key"] for kind, entry in data.items() if isinstance(entry, dict) and "key" in entry}
+
+
+def call(method: str, url: str, key: str | None = None, timeout: float = 10.0,
+         body: bytes | None = None, headers: dict[str, str] | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """One HTTP request; returns (status, body), status 0 when nothing answered."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def workflow_registered(cfg: AgentConfig) -> bool:
+    """True when the management API lists the workflow (needs the management key with auth on)."""
+    status, _ = call("GET", f"{cfg.management_url}/workflows/{cfg.workflow}", read_keys(cfg.workdir).get("management"))
+    return status == 200
+
+
+def healthy(cfg: AgentConfig) -> bool:
+    """True when the inference API's /ping says Healthy (with the inference key when auth is on)."""
+    status, body = call("GET", f"{cfg.inference_url}/ping", read_keys(cfg.workdir).get("inference"))
+    return status == 200 and b"Healthy" in body
+
+
+def models_ready(cfg: AgentConfig) -> bool:
+    """True when every model the workflow needs has a READY worker."""
+    key = read_keys(cfg.workdir).get("management")
+    for model in cfg.models:
+        status, body = call("GET", f"{cfg.management_url}/models/{model}", key)
+        if status != 200:
+            return False
+        try:
+            workers = json.loads(body)[0].get("workers", [])
+        except (ValueError, IndexError, AttributeError):
+            return False
+        if not any(w.get("status") == "READY" for w in workers):
+            return False
+    return True
+
+
+def register_workflow(cfg: AgentConfig) -> bool:
+    """Register ``<workflow>.war`` from the model store if it is not registered yet."""
+    if workflow_registered(cfg):
+        return True
+    if not models_ready(cfg):
+        return False
+    key = read_keys(cfg.workdir).get("management")
+    status, body = call("POST", f"{cfg.management_url}/workflows?url={cfg.workflow}.war", key, timeout=600)
+    if status != 200:
+        log(f"registering {cfg.workflow}.war answered {status}: {body[:300].decode(errors='replace')}")
+    return workflow_registered(cfg)
+
+
+class KubeClient:
+    """The few Kubernetes API calls the agent makes, with the pod's service-account token."""
+
+    def __init__(self, base: str | None = None, token: str | None = None, namespace: str | None = None,
+                 context: ssl.SSLContext | None = None) -> None:
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        self.base = base or f"https://{host}:{port}"
+        self.token = token if token is not None else (SERVICE_ACCOUNT / "token").read_text().strip()
+        self.namespace = namespace or (SERVICE_ACCOUNT / "namespace").read_text().strip()
+        if context is None and self.base.startswith("https://"):
+            context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
+        self.context = context
+
+    def patch(self, path: str, patch: dict) -> int:
+        """A strategic-merge PATCH; returns the status code."""
+        status, body = call("PATCH", f"{self.base}{path}", self.token, body=json.dumps(patch).encode(),
+                            headers={"Content-Type": "application/strategic-merge-patch+json"},
+                            context=self.context)
+        if status != 200:
+            log(f"PATCH {path} answered {status}: {body[:300].decode(errors='replace')}")
+        return status
+
+    def publish_key(self, secret: str, field: str, key: str) -> int:
+        """Write the inference key into the Secret (which the manifests create, without data)."""
+        value = base64.b64encode(key.encode()).decode()
+        return self.patch(f"/api/v1/namespaces/{self.namespace}/secrets/{secret}", {"data": {field: value}})
+
+    def restart(self, deployment: str, digest: str) -> int:
+        """Roll a Deployment by changing a pod-template annotation (what `kubectl rollout restart` does)."""
+        patch = {"spec": {"template": {"metadata": {"annotations": {KEY_ANNOTATION: digest}}}}}
+        return self.patch(f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{deployment}", patch)
+
+
+def key_digest(key: str) -> str:
+    """A short digest that names a key without revealing it (for annotations and logs)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def publish_once(cfg: AgentConfig, kube: KubeClient, published: str | None) -> str | None:
+    """Publish the current inference key if it changed; return the key now published."""
+    key = read_keys(cfg.workdir).get("inference")
+    if not key or key == published or not cfg.key_secret:
+        return published
+    if kube.publish_key(cfg.key_secret, cfg.key_field, key) != 200:
+        return published
+    digest = key_digest(key)
+    log(f"published inference key {digest} to Secret {cfg.key_secret}")
+    if cfg.restart_deployment and kube.restart(cfg.restart_deployment, digest) == 200:
+        log(f"restarted Deployment {cfg.restart_deployment} so it reads the new key")
+    return key
+
+
+def run(cfg: AgentConfig, kube: KubeClient | None = None, rounds: int | None = None) -> None:
+    """Sidecar loop: keep the workflow registered (TorchServe may restart) and the key published."""
+    if cfg.key_secret and kube is None:
+        kube = KubeClient()
+    published: str | None = None
+    registered = False
+    done = 0
+    while rounds is None or done < rounds:
+        now_registered = register_workflow(cfg)
+        if now_registered != registered:
+            log(f"workflow {cfg.workflow} {'registered' if now_registered else 'not registered'}")
+            registered = now_registered
+        if kube is not None:
+            published = publish_once(cfg, kube, published)
+        done += 1
+        if rounds is None or done < rounds:
+            time.sleep(cfg.interval)
+
+
+def log(message: str) -> None:
+    print(f"pod_agent: {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``ready``, ``live`` or ``run`` (see the module docstring)."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else ""
+    cfg = AgentConfig.from_env()
+    if command == "ready":
+        return 0 if workflow_registered(cfg) and healthy(cfg) else 1
+    if command == "live":
+        return 0 if healthy(cfg) else 1
+    if command == "run":
+        run(cfg)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

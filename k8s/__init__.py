@@ -1,0 +1,1 @@
+"""Kubernetes deployment of the service (kustomize base and overlays) and its config renderer."""
