@@ -216,24 +216,27 @@ class JobRunner:
         lang, mode = job.lang, job.mode
         result = await asyncio.to_thread(_open_rgb, data)
         width, height = result.size
-        photo, (pw, ph) = await asyncio.to_thread(encode_photo, result)
-        if (pw, ph) == (width, height):
-            caption = text(lang, "caption", mode=mode_name(lang, mode), width=width, height=height)
-        else:
-            caption = text(lang, "caption_preview", mode=mode_name(lang, mode), width=width, height=height,
-                           pw=pw, ph=ph)
+        encoded = await asyncio.to_thread(encode_photo, result)
         name = result_file_name(item.file_name, mode.value, media_type)
-        await self.bot.send_photo(job.chat_id, BufferedInputFile(photo, filename=name.rsplit(".", 1)[0] + ".jpg"),
-                                  caption=caption, reply_parameters=_reply_to(item))
+        if encoded is not None:
+            photo, (pw, ph) = encoded
+            if (pw, ph) == (width, height):
+                caption = text(lang, "caption", mode=mode_name(lang, mode), width=width, height=height)
+            else:
+                caption = text(lang, "caption_preview", mode=mode_name(lang, mode), width=width, height=height,
+                               pw=pw, ph=ph)
+            await self.bot.send_photo(job.chat_id, BufferedInputFile(photo, filename=name.rsplit(".", 1)[0] + ".jpg"),
+                                      caption=caption, reply_parameters=_reply_to(item))
         with contextlib.suppress(TelegramAPIError):
             await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_DOCUMENT)
         await self.bot.send_document(job.chat_id, BufferedInputFile(data, filename=name),
                                      reply_parameters=_reply_to(item), disable_content_type_detection=True)
         if job.compare:
             pair = await asyncio.to_thread(side_by_side, source.image, result)
-            compare_photo, _ = await asyncio.to_thread(encode_photo, pair)
-            await self.bot.send_photo(job.chat_id, BufferedInputFile(compare_photo, filename="before_after.jpg"),
-                                      caption=text(lang, "caption_compare"))
+            encoded_pair = await asyncio.to_thread(encode_photo, pair)
+            if encoded_pair is not None:
+                await self.bot.send_photo(job.chat_id, BufferedInputFile(encoded_pair[0], filename="before_after.jpg"),
+                                          caption=text(lang, "caption_compare"))
 
 
 def _open_rgb(data: bytes) -> Image.Image:

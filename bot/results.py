@@ -13,41 +13,42 @@ from PIL import Image
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES = 10_000  # width + height
 PHOTO_MAX_ASPECT = 20.0
-# Telegram shows photos at most 2560 px on the long side; a larger photo only costs upload time.
-PHOTO_DISPLAY_SIDE = 2560
 
 
-def fits_photo_limits(width: int, height: int, size_bytes: int) -> bool:
+def fits_photo_limits(width: int, height: int, size_bytes: int, max_bytes: int = PHOTO_MAX_BYTES) -> bool:
     """Whether Telegram takes an image of this size and weight as a photo."""
     return (width + height <= PHOTO_MAX_SIDES and max(width, height) / min(width, height) <= PHOTO_MAX_ASPECT
-            and size_bytes <= PHOTO_MAX_BYTES)
+            and size_bytes <= max_bytes)
 
 
-def photo_size(width: int, height: int, max_side: int = PHOTO_DISPLAY_SIDE) -> tuple[int, int]:
-    """The size the photo is sent at: unchanged when small enough, else scaled down to ``max_side``
-    on the long side (which also keeps width + height within Telegram's 10000)."""
-    longest = max(width, height)
-    if longest <= max_side and width + height <= PHOTO_MAX_SIDES:
+def photo_size(width: int, height: int) -> tuple[int, int]:
+    """The size the photo is sent at: unchanged when width + height is within Telegram's 10000,
+    else scaled down (same aspect) until it is."""
+    if width + height <= PHOTO_MAX_SIDES:
         return width, height
-    factor = min(max_side / longest, (PHOTO_MAX_SIDES - 2) / (width + height))
-    return max(1, round(width * factor)), max(1, round(height * factor))
+    factor = (PHOTO_MAX_SIDES - 2) / (width + height)
+    return max(1, int(width * factor)), max(1, int(height * factor))
 
 
-def encode_photo(img: Image.Image, quality: int = 90) -> tuple[bytes, tuple[int, int]]:
-    """JPEG bytes for sendPhoto within Telegram's limits, and their size in pixels.
+def encode_photo(img: Image.Image, quality: int = 90,
+                 max_bytes: int = PHOTO_MAX_BYTES) -> tuple[bytes, tuple[int, int]] | None:
+    """JPEG bytes for sendPhoto within Telegram's limits and their size in pixels, reduced when the
+    image does not fit; ``None`` when no photo can be made (aspect beyond 20:1: send only the file).
 
     Telegram recompresses photos anyway, so JPEG loses nothing visible; the full-quality PNG goes
     out as a document beside it.
     """
+    if max(img.size) / min(img.size) > PHOTO_MAX_ASPECT:
+        return None
     size = photo_size(*img.size)
     while True:
         frame = img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
         out = io.BytesIO()
         frame.convert("RGB").save(out, format="JPEG", quality=quality, subsampling=0)
         data = out.getvalue()
-        if fits_photo_limits(*size, len(data)) or min(size) <= 16:
+        if fits_photo_limits(*size, len(data), max_bytes) or min(size) <= 16:
             return data, size
-        size = (max(1, int(size[0] * 0.75)), max(1, int(size[1] * 0.75)))
+        size = (max(1, int(size[0] * 0.8)), max(1, int(size[1] * 0.8)))
 
 
 def side_by_side(before: Image.Image, after: Image.Image, gap: int = 8) -> Image.Image:

@@ -13,8 +13,8 @@ DEFAULT_LANGUAGE = "en"
 
 
 def language_of(code: str | None) -> str:
-    """The bot's language for a Telegram ``language_code``: Russian for ru/uk/be, else English."""
-    if code and code.split("-")[0].lower() in ("ru", "uk", "be"):
+    """The bot's language for a Telegram ``language_code``: Russian for ``ru``, else English."""
+    if code and code.split("-")[0].lower() == "ru":
         return "ru"
     return DEFAULT_LANGUAGE
 

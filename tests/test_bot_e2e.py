@@ -47,9 +47,12 @@ def size_of(data: bytes) -> tuple[int, int]:
 
 def choose_mode(stub: TelegramStub, user: User, mode: str) -> None:
     """/mode, then tap the button, as a user would."""
+    def keyboards():
+        return [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params]
+
+    shown = len(keyboards())
     stub.user_text(user, "/mode")
-    keyboard = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
-                             20, "the mode keyboard")[-1]
+    keyboard = stub.wait_for(lambda: len(keyboards()) > shown and keyboards(), 20, "the mode keyboard")[-1]
     buttons = [b for row in keyboard.params["reply_markup"]["inline_keyboard"] for b in row]
     data = next(b["callback_data"] for b in buttons if b["callback_data"] == f"mode:{mode}")
     message = stub.messages[(user.id, keyboard.result["message_id"])]
@@ -196,6 +199,24 @@ def test_a_user_who_blocked_the_bot_is_skipped(stub, bot):
     assert bot.proc.poll() is None
 
 
+def test_before_after_comparison_is_a_setting(stub, bot):
+    user = User(1801)
+    stub.user_text(user, "/settings")
+    menu = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
+                         20, "the settings switch")[0]
+    (button,), = menu.params["reply_markup"]["inline_keyboard"]
+    assert "off" in button["text"] and button["callback_data"] == "cmp:1"
+    stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], button["callback_data"])
+    stub.wait_for(lambda: any("comparison: on" in t for t in stub.texts_to(user.id)), 20, "the switch turned on")
+    choose_mode(stub, user, "x2")
+    stub.user_photo(user, encode(photo(50, 40, seed=6), "JPEG"), 50, 40)
+    results_for(stub, user, 1)
+    photos = stub.wait_for(lambda: len(stub.calls_of("sendPhoto", user.id)) >= 2 and stub.calls_of("sendPhoto", user.id),
+                           20, "the result and the comparison")
+    pair = [c for c in photos if c.params.get("caption") == "Before / after"]
+    assert len(pair) == 1 and size_of(pair[0].upload("photo")[1]) == (100 + 8 + 100, 80)
+
+
 def test_metrics_and_no_secrets_or_leftovers(stub, bot):
     assert bot.metric("bot_updates_total", type="message") >= 10
     assert bot.metric("bot_updates_total", type="callback_query") >= 3
@@ -218,4 +239,4 @@ def test_json_fields_the_bot_sends_are_valid(stub, bot):
         if markup is not None:
             assert isinstance(markup, dict) and "inline_keyboard" in markup, json.dumps(markup)[:200]
     for call in stub.calls_of("sendPhoto"):
-        assert isinstance(call.params["reply_parameters"], dict) or call.params.get("caption") == "Before / after"
+        assert isinstance(call.params.get("reply_parameters"), dict) or call.params.get("caption") == "Before / after"

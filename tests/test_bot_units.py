@@ -83,7 +83,7 @@ def test_russian_texts_are_russian():
     assert not any("а" <= ch <= "я" for ch in text("en", "not_image"))
 
 
-@pytest.mark.parametrize("code,lang", [("ru", "ru"), ("ru-RU", "ru"), ("uk", "ru"), ("en", "en"), ("de", "en"),
+@pytest.mark.parametrize("code,lang", [("ru", "ru"), ("ru-RU", "ru"), ("uk", "en"), ("en", "en"), ("de", "en"),
                                        (None, "en"), ("", "en")])
 def test_language_of(code, lang):
     assert language_of(code) == lang
@@ -147,20 +147,27 @@ def test_documents_that_look_like_images():
 
 def test_photo_size_respects_telegram_limits():
     assert photo_size(1200, 800) == (1200, 800)
+    assert photo_size(6000, 4000) == (6000, 4000)  # fits: width + height = 10000
     w, h = photo_size(8000, 6000)
-    assert max(w, h) == 2560 and abs(w / h - 8000 / 6000) < 0.01
-    w, h = photo_size(9000, 9000, max_side=20000)
-    assert w + h <= PHOTO_MAX_SIDES
+    assert w + h <= PHOTO_MAX_SIDES and abs(w / h - 8000 / 6000) < 0.01 and w > 5600
     assert not fits_photo_limits(6000, 5000, 1000) and not fits_photo_limits(100, 100, 11 * 1024 * 1024)
     assert not fits_photo_limits(4200, 200, 1000) and fits_photo_limits(4000, 200, 1000)
 
 
 def test_encode_photo_gives_a_jpeg_within_limits():
-    img = Image.effect_noise((3000, 2000), 60).convert("RGB")
-    data, (w, h) = encode_photo(img)
-    assert data.startswith(b"\xff\xd8") and fits_photo_limits(w, h, len(data)) and (w, h) == (2560, 1707)
+    small = Image.new("RGB", (300, 200), "navy")
+    data, size = encode_photo(small)
+    assert data.startswith(b"\xff\xd8") and size == (300, 200)
+    # width + height over 10000: reduced to fit
+    data, (w, h) = encode_photo(Image.new("RGB", (9000, 3000), "white"))
+    assert (w, h) == (7498, 2499) and fits_photo_limits(w, h, len(data))
+    # too many bytes (a 150 kB cap stands in for the 10 MB one): reduced until it fits
+    noisy = Image.effect_noise((900, 700), 90).convert("RGB")
+    data, (w, h) = encode_photo(noisy, max_bytes=150_000)
+    assert len(data) <= 150_000 and w < 900 and abs(w / h - 900 / 700) < 0.02
     with Image.open(io.BytesIO(data)) as back:
         assert back.size == (w, h)
+    assert encode_photo(Image.new("RGB", (2100, 100))) is None  # 21:1 cannot be a photo
 
 
 def test_side_by_side_scales_before_to_the_result_height():
