@@ -34,6 +34,10 @@ bench: setup
 loadtest: setup
 	$(PY) -m benchmarks.loadtest --requests 300 --concurrency 32
 
+## reliability-report: load, faults, hostile input and the bot's fault tests → results/reliability.md
+reliability-report: setup
+	$(PY) -m benchmarks.reliability
+
 ## demo-picture: the README's before/after picture from the default weights
 demo-picture: setup
 	$(PY) -m serving.demo --photo .venv/lib/python3.11/site-packages/skimage/data/coffee.png
