@@ -24,14 +24,15 @@ from training.networks import GeneratorConfig, define_G
 FP16_MIN_PSNR_DB = 48.0
 
 
-def _val_metrics(run: Path) -> dict:
+def _val_metrics(run: Path, step: int | None = None) -> dict:
+    """Validation metrics logged at ``step`` (default: the last ones)."""
     log = run / "log.jsonl"
     if not log.exists():
         return {}
     last = {}
     for line in log.read_text().splitlines():
         row = json.loads(line)
-        if "val" in row:
+        if "val" in row and (step is None or row["step"] == step):
             last = {"step": row["step"], **row["val"]}
     return last
 
@@ -60,8 +61,23 @@ def card(title: str, lines: list[str]) -> str:
     return "# " + title + "\n\n" + "\n".join(lines) + "\n"
 
 
-def export_colorize(run: Path, out: Path, data: Path) -> dict:
-    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+def best_checkpoint(run: Path, metric: str = "psnr") -> Path:
+    """The kept checkpoint (checkpoint_<step>.pt) whose validation ``metric`` was highest, else the latest."""
+    scores = {}
+    log = run / "log.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            if "val" in row and (run / f"checkpoint_{row['step']}.pt").exists():
+                scores[row["step"]] = row["val"][metric]
+    if not scores:
+        return run / "checkpoint.pt"
+    return run / f"checkpoint_{max(scores, key=scores.get)}.pt"
+
+
+def export_colorize(run: Path, out: Path, data: Path, checkpoint: Path | None = None) -> dict:
+    checkpoint = checkpoint or run / "checkpoint.pt"
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     gcfg = GeneratorConfig.from_dict(ck["generator"])
     state = ck["G"]
     val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)
@@ -73,7 +89,7 @@ def export_colorize(run: Path, out: Path, data: Path) -> dict:
     save_file(tensors, str(out / "generator.safetensors"))
     (out / "config.json").write_text(json.dumps(gcfg.to_dict(), indent=2))
     wall, step, cfg = float(ck.get("wall", 0.0)), int(ck["step"]), ck.get("config", {})
-    val_m = _val_metrics(run)
+    val_m = _val_metrics(run, step)
     params = sum(v.numel() for v in state.values() if v.is_floating_point())
     info = {"name": "colorize", "steps": step, "wall_min": wall / 60, "fp16": half, "fp16_psnr_vs_fp32": fidelity,
             "params": params, "val": val_m, "config": cfg}
@@ -148,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--all", action="store_true", help="runs/colorize, runs/sr_x2, runs/sr_x4")
     p.add_argument("--colorize")
+    p.add_argument("--best", action="store_true",
+                   help="colorize: export the kept checkpoint with the best validation PSNR instead of the last")
     p.add_argument("--sr", action="append", default=[], help="an SR run folder (repeatable)")
     p.add_argument("--data-colorize", default="data/colorize")
     p.add_argument("--data-sr", default="data/sr")
@@ -157,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     col = a.colorize or ("runs/colorize" if a.all else None)
     srs = a.sr or (["runs/sr_x2", "runs/sr_x4"] if a.all else [])
     if col:
-        print(json.dumps(export_colorize(Path(col), out / "colorize", Path(a.data_colorize)), default=str)[:400])
+        ck = best_checkpoint(Path(col)) if a.best else None
+        print(json.dumps(export_colorize(Path(col), out / "colorize", Path(a.data_colorize), ck), default=str)[:400])
     for run in srs:
         conf = json.loads((Path(run) / "model" / "config.json").read_text())
         info = export_sr(Path(run), out / f"sr_x{conf['scale']}", Path(a.data_sr))
