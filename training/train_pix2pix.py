@@ -45,6 +45,7 @@ DEFAULTS = {
     "lr": 2e-4, "beta1": 0.5, "steps": 3000, "decay": 0.5, "minutes": 0.0,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 16,
     "seed": 0, "threads": 0, "resume": False,
+    "keep_checkpoints": True,  # keep checkpoint_<step>.pt at every validation (export --best picks one)
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
 }
 
@@ -238,6 +239,10 @@ def main(argv: list[str] | None = None) -> dict:
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
         if master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
             metrics = evaluate(G, val, cfg, device, out_dir, step)
+            if cfg["keep_checkpoints"] and ckpt_path.exists():
+                import shutil
+
+                shutil.copy2(ckpt_path, out_dir / f"checkpoint_{step}.pt")
             log.write(json.dumps({"step": step, "val": metrics}) + "\n")
             log.flush()
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
