@@ -197,7 +197,9 @@ def run(cfg: AgentConfig, kube: KubeClient | None = None, rounds: int | None = N
         if now_registered != registered:
             log(f"workflow {cfg.workflow} {'registered' if now_registered else 'not registered'}")
             registered = now_registered
-        if kube is not None:
+        # Publish only a key that can serve requests: once the workflow is there, the pod is
+        # about to be Ready, and restarting the bot earlier would only make it wait with a key.
+        if kube is not None and registered:
             published = publish_once(cfg, kube, published)
         done += 1
         if rounds is None or done < rounds:

@@ -224,6 +224,8 @@ def test_probes_use_the_agent_and_readiness_needs_the_workflow(rendered):
     config_mount = next(m["mountPath"] for m in ts["volumeMounts"] if m["name"] == "config")
     assert f"{config_mount}/config.properties" in dockerfile
     assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+    # one TorchServe (one inference key) at a time: never two side by side during an update
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
     assert ts["lifecycle"]["preStop"]
 
 
