@@ -42,7 +42,12 @@ class TorchServeError(Exception):
 
     @property
     def is_client_error(self) -> bool:
-        return 400 <= self.status < 500
+        """A refusal of the image itself (not of the bot's credentials)."""
+        return 400 <= self.status < 500 and not self.is_auth_error
+
+    @property
+    def is_auth_error(self) -> bool:
+        return self.status in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ def parse_error(status: int, body: bytes) -> TorchServeError:
         code = payload.get("code")
         if status >= 500 and isinstance(code, int) and 400 <= code < 500:
             status = code
+    # TorchServe answers a missing, wrong or expired key with 400 (InvalidKeyException): not the image's fault.
+    if kind == "InvalidKeyException" or "Token Authori" in message or "Token Authentication" in message:
+        status = 401
     return TorchServeError(status, kind, message)
 
 

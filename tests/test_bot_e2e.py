@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.bot_process import BotProcess
 from tests.conftest import encode, photo
+from tests.hostile import corpus
 from tests.telegram_stub import TelegramStub, User
 
 pytestmark = pytest.mark.integration
@@ -215,6 +216,43 @@ def test_before_after_comparison_is_a_setting(stub, bot):
                            20, "the result and the comparison")
     pair = [c for c in photos if c.params.get("caption") == "Before / after"]
     assert len(pair) == 1 and size_of(pair[0].upload("photo")[1]) == (100 + 8 + 100, 80)
+
+
+def test_hostile_files_get_a_refusal_or_a_result_and_the_bot_stays_up(stub, bot):
+    """The shared hostile corpus (bombs, truncated, polyglots, odd modes...) sent as files."""
+    cases = corpus()
+    users = {case.name: User(3000 + i) for i, case in enumerate(cases)}
+    sent = {}
+    extension = {"image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp",
+                 "image/tiff": "tiff"}
+    for case in cases:
+        name = f"{case.name}.{extension.get(case.content_type, 'jpg')}"
+        sent[case.name] = stub.user_document(users[case.name], case.data, name,
+                                             case.content_type if case.content_type.startswith("image/")
+                                             else "image/jpeg")
+
+    def answered(case) -> str | None:
+        uid = users[case.name].id
+        if stub.calls_of("sendDocument", uid):
+            return "image"
+        replies = [c for c in stub.calls_of("sendMessage", uid)
+                   if (c.params.get("reply_parameters") or {}).get("message_id") == sent[case.name]["message_id"]]
+        return "error" if replies else None
+
+    stub.wait_for(lambda: all(answered(c) for c in cases), 120, "an answer to every hostile file")
+    for case in cases:
+        got = answered(case)
+        assert case.expect in ("any", got), f"{case.name}: expected {case.expect}, got {got}"
+        if got == "image":
+            png = stub.calls_of("sendDocument", users[case.name].id)[0].upload("document")[1]
+            assert png.startswith(PNG_MAGIC)
+        else:
+            texts = stub.texts_to(users[case.name].id)
+            assert not any("Sorry" in t for t in texts), f"{case.name}: {texts}"  # a refusal, not a fault
+    assert bot.proc.poll() is None
+    peak_kb = int(next(line.split()[1] for line in open(f"/proc/{bot.proc.pid}/status")  # noqa: SIM115
+                       if line.startswith("VmHWM:")))
+    assert peak_kb < 600_000, f"the bot's peak memory was {peak_kb / 1024:.0f} MB"
 
 
 def test_metrics_and_no_secrets_or_leftovers(stub, bot):

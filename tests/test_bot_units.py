@@ -342,6 +342,9 @@ def test_sniff_and_parse_error():
     forwarded = parse_error(500, b'{"code": 415, "type": "UnsupportedMediaType", "message": "nope"}')
     assert forwarded.status == 415 and forwarded.is_client_error
     assert not parse_error(500, b"<html>oops</html>").is_client_error
+    bad_key = parse_error(400, b'{"code": 400, "type": "InvalidKeyException", "message": "Token Authorization '
+                               b'failed. Token either incorrect, expired, or not provided correctly"}')
+    assert bad_key.is_auth_error and not bad_key.is_client_error  # the bot's fault, not the image's
 
 
 def _png(w: int = 8, h: int = 6) -> bytes:
