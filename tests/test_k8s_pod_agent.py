@@ -14,12 +14,14 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from k8s import render_config
 from serving.server import TorchServe, free_port
 from tests.conftest import encode, photo
 
@@ -60,11 +62,11 @@ class _KubeHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def authed_torchserve(model_store, tmp_path_factory):
-    """TorchServe with the cluster's authorization settings; the workflow is NOT registered."""
+    """TorchServe started from the cluster's own config.properties (k8s/base/torchserve/, addresses and
+    paths pointed at this machine); the workflow is NOT registered."""
     ts = TorchServe(model_store=model_store, workdir=tmp_path_factory.mktemp("ts_auth"),
                     inference_port=free_port(), management_port=free_port(), metrics_port=free_port(),
-                    overrides={"disable_token_authorization": "false", "token_expiration_min": "525600"},
-                    env={"PIX2PIX_TORCH_THREADS": "1"})
+                    base_config=render_config.TARGET, env={"PIX2PIX_TORCH_THREADS": "1"})
     try:
         ts.start(timeout=240, workflow=False)
         yield ts
@@ -87,6 +89,10 @@ def test_authorization_is_on_and_ping_needs_the_key(authed_torchserve):
     ts = authed_torchserve
     keys = pod_agent.read_keys(ts.workdir)
     assert {"management", "inference"} <= set(keys) and keys["management"] != keys["inference"]
+    # keys live as long as the process (rotated by a restart), not TorchServe's default hour
+    data = json.loads((ts.workdir / "key_file.json").read_text())
+    expires = datetime.fromisoformat(data["inference"]["expiration time"].replace("Z", "+00:00"))
+    assert expires - datetime.now(timezone.utc) > timedelta(days=300)
     assert requests.get(f"{ts.inference_url}/ping", timeout=10).status_code == 400
     ok = requests.get(f"{ts.inference_url}/ping", timeout=10, headers={"Authorization": f"Bearer {keys['inference']}"})
     assert ok.status_code == 200 and "Healthy" in ok.text
