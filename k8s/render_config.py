@@ -32,7 +32,7 @@ RULE_TARGET = ROOT / "k8s" / "components" / "monitoring" / "prometheusrule.yaml"
 # Paths inside the serving image (docker/Dockerfile.serve).
 MODEL_STORE = "/home/model-server/model-store"
 METRICS_CONFIG = "/home/model-server/serving/metrics.yaml"
-# Keys live as long as the TorchServe process: they rotate when the pod restarts (the pod agent
+# Keys live as long as the TorchServe process: they rotate when the pod restarts (the sidecar
 # publishes the new inference key and restarts the bot). TorchServe's default is 60 minutes.
 TOKEN_LIFETIME_MIN = 525600
 

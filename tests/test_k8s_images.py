@@ -119,7 +119,7 @@ def test_archive_names_match_what_the_config_loads():
     props = read_properties(ROOT / "k8s" / "base" / "torchserve" / "config.properties")
     assert props["load_models"].split(",") == [f"{m}.mar" for m in MODELS]
     assert "!model_store/*.war" in (DOCKER / "Dockerfile.serve.dockerignore").read_text()
-    assert f"{WORKFLOW_RESTORE}.war" not in props["load_models"]  # registered by the pod agent instead
+    assert f"{WORKFLOW_RESTORE}.war" not in props["load_models"]  # registered by the sidecar instead
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

@@ -30,7 +30,7 @@ K8S = ROOT / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = ("gpu", "cpu")
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
-AGENT = "/home/model-server/bin/pod_agent.py"
+SIDECAR = "/home/model-server/bin/ts_sidecar.py"
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is missing")
 
@@ -195,31 +195,31 @@ def test_container_ports_and_services_agree_with_config(rendered):
             assert names.MANAGEMENT_PORT not in {p["port"] for p in rule.get("ports", [])}
 
 
-def test_probes_use_the_agent_and_readiness_needs_the_workflow(rendered):
+def test_probes_use_the_sidecar_and_readiness_needs_the_workflow(rendered):
     _, objs = rendered
     props = cluster_props(objs)
     deploy = find(objs, "Deployment", "pix2pix-torchserve")
     ts = container(deploy, "torchserve")
-    assert ts["readinessProbe"]["exec"]["command"][-2:] == [AGENT, "ready"]
-    assert ts["livenessProbe"]["exec"]["command"][-2:] == [AGENT, "live"]
-    assert ts["startupProbe"]["exec"]["command"][-2:] == [AGENT, "live"]
+    assert ts["readinessProbe"]["exec"]["command"][-2:] == [SIDECAR, "ready"]
+    assert ts["livenessProbe"]["exec"]["command"][-2:] == [SIDECAR, "live"]
+    assert ts["startupProbe"]["exec"]["command"][-2:] == [SIDECAR, "live"]
     # the probes may take the whole model load: startup allows minutes
     startup = ts["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
-    agent = container(deploy, "pod-agent")
-    assert agent["restartPolicy"] == "Always" and agent["command"][-2:] == [AGENT, "run"]
-    env = env_of(agent)
+    sidecar = container(deploy, "ts-sidecar")
+    assert sidecar["restartPolicy"] == "Always" and sidecar["command"][-2:] == [SIDECAR, "run"]
+    env = env_of(sidecar)
     assert port_of(env["TS_MANAGEMENT_URL"]) == port_of(props["management_address"])
     assert port_of(env["TS_INFERENCE_URL"]) == port_of(props["inference_address"])
     assert env["TS_WORKFLOW"] == names.WORKFLOW_RESTORE
-    # TorchServe writes key_file.json into its working directory, which the agent reads
+    # TorchServe writes key_file.json into its working directory, which the sidecar reads
     workdir = env_of(ts)["TS_WORKDIR"]
     assert env["TS_WORKDIR"] == workdir
-    assert workdir in {m["mountPath"] for m in ts["volumeMounts"]} & {m["mountPath"] for m in agent["volumeMounts"]}
+    assert workdir in {m["mountPath"] for m in ts["volumeMounts"]} & {m["mountPath"] for m in sidecar["volumeMounts"]}
     assert f"WORKDIR {workdir}" in (ROOT / "docker" / "Dockerfile.serve").read_text()
-    # the agent's script and the config's paths exist in the image
+    # the sidecar's script and the config's paths exist in the image
     dockerfile = (ROOT / "docker" / "Dockerfile.serve").read_text()
-    for path in (AGENT, props["metrics_config"], props["model_store"] + "/"):
+    for path in (SIDECAR, props["metrics_config"], props["model_store"] + "/"):
         assert re.search(rf"^COPY .* {re.escape(path)}$", dockerfile, re.M), path
     config_mount = next(m["mountPath"] for m in ts["volumeMounts"] if m["name"] == "config")
     assert f"{config_mount}/config.properties" in dockerfile
@@ -229,10 +229,10 @@ def test_probes_use_the_agent_and_readiness_needs_the_workflow(rendered):
     assert ts["lifecycle"]["preStop"]
 
 
-def test_agent_can_publish_the_key_and_restart_the_bot_and_nothing_else(rendered):
+def test_sidecar_can_publish_the_key_and_restart_the_bot_and_nothing_else(rendered):
     _, objs = rendered
     deploy = find(objs, "Deployment", "pix2pix-torchserve")
-    env = env_of(container(deploy, "pod-agent"))
+    env = env_of(container(deploy, "ts-sidecar"))
     role = find(objs, "Role", "pix2pix-torchserve-key-publisher")
     allowed = {(g, r, n) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
                for n in rule["resourceNames"]}
@@ -240,11 +240,11 @@ def test_agent_can_publish_the_key_and_restart_the_bot_and_nothing_else(rendered
     assert all(set(rule["verbs"]) <= {"get", "patch"} for rule in role["rules"])
     find(objs, "Deployment", env["RESTART_DEPLOYMENT"])
     secret = find(objs, "Secret", env["KEY_SECRET"])
-    # no data: `kubectl apply` must never overwrite the key the agent published
+    # no data: `kubectl apply` must never overwrite the key the sidecar published
     assert "data" not in secret and "stringData" not in secret
     pod = deploy["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    # only the agent mounts the API token
+    # only the sidecar mounts the API token
     token_volumes = {v["name"] for v in pod["volumes"] if "projected" in v}
     for c in pod["containers"]:
         assert not token_volumes & {m["name"] for m in c.get("volumeMounts", [])}
@@ -264,8 +264,8 @@ def test_bot_settings_come_from_secrets_and_agree_with_names(rendered):
     token = env[names.ENV_BOT_TOKEN]["secretKeyRef"]
     assert token["name"] == "pix2pix-bot" and not token.get("optional")
     key = env[names.ENV_TORCHSERVE_TOKEN]["secretKeyRef"]
-    agent_env = env_of(container(find(objs, "Deployment", "pix2pix-torchserve"), "pod-agent"))
-    assert key["name"] == agent_env["KEY_SECRET"] and key["key"] == agent_env.get("KEY_SECRET_FIELD", "inference-key")
+    sidecar_env = env_of(container(find(objs, "Deployment", "pix2pix-torchserve"), "ts-sidecar"))
+    assert key["name"] == sidecar_env["KEY_SECRET"] and key["key"] == sidecar_env.get("KEY_SECRET_FIELD", "inference-key")
     svc = find(objs, "Service", "pix2pix-torchserve")
     assert env[names.ENV_TORCHSERVE_URL] == f"http://{svc['metadata']['name']}:{names.INFERENCE_PORT}"
     assert env[names.ENV_BOT_METRICS_PORT] == str(names.BOT_METRICS_PORT)

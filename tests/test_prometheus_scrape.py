@@ -47,7 +47,7 @@ def test_config(targets: dict[str, str], rule_file: Path) -> dict:
     return cfg
 
 
-test_config.__test__ = False  # a helper, not a test
+test_config.__test__ = False  # not a test itself
 
 
 class Prometheus:

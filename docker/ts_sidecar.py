@@ -5,9 +5,9 @@ on and no key is sent, and generates its own random keys on every start (``key_f
 working directory). This script bridges those facts to Kubernetes; it uses only the standard
 library so it runs in the serving image without extra packages.
 
-    python pod_agent.py ready     # readiness probe: exit 0 only when the workflow is registered
-    python pod_agent.py live      # liveness/startup probe: inference /ping answers "Healthy"
-    python pod_agent.py run       # sidecar: register the workflow, publish the inference key
+    python ts_sidecar.py ready     # readiness probe: exit 0 only when the workflow is registered
+    python ts_sidecar.py live      # liveness/startup probe: inference /ping answers "Healthy"
+    python ts_sidecar.py run       # sidecar: register the workflow, publish the inference key
 
 Settings (environment): ``TS_WORKDIR`` (where key_file.json is), ``TS_INFERENCE_URL``,
 ``TS_MANAGEMENT_URL``, ``TS_WORKFLOW`` (name; the archive is ``<name>.war``), ``TS_MODELS``
@@ -15,7 +15,7 @@ Settings (environment): ``TS_WORKDIR`` (where key_file.json is), ``TS_INFERENCE_
 ``KEY_SECRET`` (a Secret in the pod's namespace that receives the inference key; unset: do not
 publish), ``KEY_SECRET_FIELD`` (its data key, default ``inference-key``), ``RESTART_DEPLOYMENT``
 (a Deployment whose pods read that Secret; its pod template is annotated with a digest of the
-new key so it restarts with it), ``AGENT_INTERVAL`` (seconds between checks in ``run``).
+new key so it restarts with it), ``SIDECAR_INTERVAL`` (seconds between checks in ``run``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import os
 import ssl
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ KEY_ANNOTATION = "pix2pix.restore/inference-key-sha256"
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class SidecarConfig:
     """Where TorchServe is and what to do with its keys; read from the environment."""
 
     workdir: Path
@@ -51,7 +51,7 @@ class AgentConfig:
     interval: float
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> AgentConfig:
+    def from_env(cls, env: dict[str, str] | None = None) -> SidecarConfig:
         """Read the settings (see the module docstring); defaults match the serving image."""
         env = dict(os.environ if env is None else env)
         return cls(
@@ -63,7 +63,7 @@ class AgentConfig:
             key_secret=env.get("KEY_SECRET") or None,
             key_field=env.get("KEY_SECRET_FIELD", "inference-key"),
             restart_deployment=env.get("RESTART_DEPLOYMENT") or None,
-            interval=float(env.get("AGENT_INTERVAL", "5")),
+            interval=float(env.get("SIDECAR_INTERVAL", "5")),
         )
 
 
@@ -92,19 +92,19 @@ def call(method: str, url: str, key: str | None = None, timeout: float = 10.0,
         return 0, b""
 
 
-def workflow_registered(cfg: AgentConfig) -> bool:
+def workflow_registered(cfg: SidecarConfig) -> bool:
     """True when the management API lists the workflow (needs the management key with auth on)."""
     status, _ = call("GET", f"{cfg.management_url}/workflows/{cfg.workflow}", read_keys(cfg.workdir).get("management"))
     return status == 200
 
 
-def healthy(cfg: AgentConfig) -> bool:
+def healthy(cfg: SidecarConfig) -> bool:
     """True when the inference API's /ping says Healthy (with the inference key when auth is on)."""
     status, body = call("GET", f"{cfg.inference_url}/ping", read_keys(cfg.workdir).get("inference"))
     return status == 200 and b"Healthy" in body
 
 
-def models_ready(cfg: AgentConfig) -> bool:
+def models_ready(cfg: SidecarConfig) -> bool:
     """True when every model the workflow needs has a READY worker."""
     key = read_keys(cfg.workdir).get("management")
     for model in cfg.models:
@@ -120,7 +120,7 @@ def models_ready(cfg: AgentConfig) -> bool:
     return True
 
 
-def register_workflow(cfg: AgentConfig) -> bool:
+def register_workflow(cfg: SidecarConfig) -> bool:
     """Register ``<workflow>.war`` from the model store if it is not registered yet."""
     if workflow_registered(cfg):
         return True
@@ -134,7 +134,7 @@ def register_workflow(cfg: AgentConfig) -> bool:
 
 
 class KubeClient:
-    """The few Kubernetes API calls the agent makes, with the pod's service-account token."""
+    """The few Kubernetes API calls the sidecar makes, with the pod's service-account token."""
 
     def __init__(self, base: str | None = None, token: str | None = None, namespace: str | None = None,
                  context: ssl.SSLContext | None = None) -> None:
@@ -171,7 +171,7 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def publish_once(cfg: AgentConfig, kube: KubeClient, published: str | None) -> str | None:
+def publish_once(cfg: SidecarConfig, kube: KubeClient, published: str | None) -> str | None:
     """Publish the current inference key if it changed; return the key now published."""
     key = read_keys(cfg.workdir).get("inference")
     if not key or key == published or not cfg.key_secret:
@@ -185,14 +185,18 @@ def publish_once(cfg: AgentConfig, kube: KubeClient, published: str | None) -> s
     return key
 
 
-def run(cfg: AgentConfig, kube: KubeClient | None = None, rounds: int | None = None) -> None:
-    """Sidecar loop: keep the workflow registered (TorchServe may restart) and the key published."""
+def run(cfg: SidecarConfig, kube: KubeClient | None = None, rounds: int | None = None,
+        stop: threading.Event | None = None) -> None:
+    """Sidecar loop: keep the workflow registered (TorchServe may restart) and the key published.
+
+    Runs forever in the pod; ``rounds`` or ``stop`` end it (tests)."""
     if cfg.key_secret and kube is None:
         kube = KubeClient()
     published: str | None = None
     registered = False
     done = 0
-    while rounds is None or done < rounds:
+    stop = stop or threading.Event()
+    while (rounds is None or done < rounds) and not stop.is_set():
         now_registered = register_workflow(cfg)
         if now_registered != registered:
             log(f"workflow {cfg.workflow} {'registered' if now_registered else 'not registered'}")
@@ -203,18 +207,18 @@ def run(cfg: AgentConfig, kube: KubeClient | None = None, rounds: int | None = N
             published = publish_once(cfg, kube, published)
         done += 1
         if rounds is None or done < rounds:
-            time.sleep(cfg.interval)
+            stop.wait(cfg.interval)
 
 
 def log(message: str) -> None:
-    print(f"pod_agent: {message}", flush=True)
+    print(f"ts_sidecar: {message}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``ready``, ``live`` or ``run`` (see the module docstring)."""
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else ""
-    cfg = AgentConfig.from_env()
+    cfg = SidecarConfig.from_env()
     if command == "ready":
         return 0 if workflow_registered(cfg) and healthy(cfg) else 1
     if command == "live":

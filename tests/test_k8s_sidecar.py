@@ -1,8 +1,8 @@
-"""The serving pod's agent (docker/pod_agent.py) against a real TorchServe with token authorization ON.
+"""The serving pod's sidecar (docker/ts_sidecar.py) against a real TorchServe with token authorization ON.
 
 This is the cluster's configuration for authorization: TorchServe writes random keys to
 key_file.json, ``/ping`` refuses callers without the key, the workflow must be registered after
-start. The agent's probes and sidecar loop are run here as in the pod; the Kubernetes API it
+start. The sidecar's probes and sidecar loop are run here as in the pod; the Kubernetes API it
 publishes the inference key to is a small loopback stand-in (no cluster can run here).
 """
 
@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,13 +29,13 @@ from tests.conftest import encode, photo
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENT = ROOT / "docker" / "pod_agent.py"
-sys.path.insert(0, str(AGENT.parent))
-import pod_agent  # noqa: E402
+SIDECAR = ROOT / "docker" / "ts_sidecar.py"
+sys.path.insert(0, str(SIDECAR.parent))
+import ts_sidecar  # noqa: E402
 
 
 class KubeStandIn(ThreadingHTTPServer):
-    """Records the PATCH requests the agent sends to the Kubernetes API."""
+    """Records the PATCH requests the sidecar sends to the Kubernetes API."""
 
     def __init__(self) -> None:
         self.patches: list[tuple[str, str, dict]] = []
@@ -74,25 +75,25 @@ def authed_torchserve(model_store, tmp_path_factory):
         ts.stop()
 
 
-def agent_env(ts: TorchServe) -> dict[str, str]:
+def sidecar_env(ts: TorchServe) -> dict[str, str]:
     return {**os.environ, "TS_WORKDIR": str(ts.workdir), "TS_INFERENCE_URL": ts.inference_url,
             "TS_MANAGEMENT_URL": ts.management_url}
 
 
 def probe(ts: TorchServe, command: str) -> int:
-    """Run the agent as the kubelet runs an exec probe; return its exit code."""
-    return subprocess.run([sys.executable, str(AGENT), command], env=agent_env(ts), timeout=30,
+    """Run the sidecar as the kubelet runs an exec probe; return its exit code."""
+    return subprocess.run([sys.executable, str(SIDECAR), command], env=sidecar_env(ts), timeout=30,
                           capture_output=True).returncode
 
 
 def test_authorization_is_on_and_ping_needs_the_key(authed_torchserve):
     ts = authed_torchserve
-    keys = pod_agent.read_keys(ts.workdir)
+    keys = ts_sidecar.read_keys(ts.workdir)
     assert {"management", "inference"} <= set(keys) and keys["management"] != keys["inference"]
     # keys live as long as the process (rotated by a restart), not TorchServe's default hour
     data = json.loads((ts.workdir / "key_file.json").read_text())
     expires = datetime.fromisoformat(data["inference"]["expiration time"].replace("Z", "+00:00"))
-    assert expires - datetime.now(timezone.utc) > timedelta(days=300)
+    assert expires - datetime.now(UTC) > timedelta(days=300)
     assert requests.get(f"{ts.inference_url}/ping", timeout=10).status_code == 400
     ok = requests.get(f"{ts.inference_url}/ping", timeout=10, headers={"Authorization": f"Bearer {keys['inference']}"})
     assert ok.status_code == 200 and "Healthy" in ok.text
@@ -117,23 +118,23 @@ def test_probes_and_sidecar_register_the_workflow_and_publish_the_key(authed_tor
     thread = threading.Thread(target=kube.serve_forever, daemon=True)
     thread.start()
     try:
-        cfg = pod_agent.AgentConfig.from_env({**agent_env(ts), "KEY_SECRET": "pix2pix-torchserve-key",
-                                              "RESTART_DEPLOYMENT": "pix2pix-bot", "AGENT_INTERVAL": "0.5"})
-        client = pod_agent.KubeClient(base=kube.url, token="service-account-token", namespace="pix2pix")
-        pod_agent.run(cfg, kube=client, rounds=2)
+        cfg = ts_sidecar.SidecarConfig.from_env({**sidecar_env(ts), "KEY_SECRET": "pix2pix-torchserve-key",
+                                              "RESTART_DEPLOYMENT": "pix2pix-bot", "SIDECAR_INTERVAL": "0.5"})
+        client = ts_sidecar.KubeClient(base=kube.url, token="service-account-token", namespace="pix2pix")
+        ts_sidecar.run(cfg, kube=client, rounds=2)
     finally:
         kube.shutdown()
         kube.server_close()
 
     assert probe(ts, "ready") == 0
-    key = pod_agent.read_keys(ts.workdir)["inference"]
+    key = ts_sidecar.read_keys(ts.workdir)["inference"]
     # exactly one publication (the second round saw the same key) and one bot restart
     assert [p[0] for p in kube.patches] == ["/api/v1/namespaces/pix2pix/secrets/pix2pix-torchserve-key",
                                             "/apis/apps/v1/namespaces/pix2pix/deployments/pix2pix-bot"]
     assert all(p[1] == "Bearer service-account-token" for p in kube.patches)
     assert base64.b64decode(kube.patches[0][2]["data"]["inference-key"]).decode() == key
     annotations = kube.patches[1][2]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations[pod_agent.KEY_ANNOTATION] == pod_agent.key_digest(key) and key not in json.dumps(annotations)
+    assert annotations[ts_sidecar.KEY_ANNOTATION] == ts_sidecar.key_digest(key) and key not in json.dumps(annotations)
 
     # what the bot does with the published key: the workflow answers with it, refuses without
     body = encode(photo(64, 48, seed=3).convert("L"), "PNG")
@@ -143,10 +144,53 @@ def test_probes_and_sidecar_register_the_workflow_and_publish_the_key(authed_tor
     assert requests.post(f"{ts.inference_url}/wfpredict/restore", data=body, timeout=60).status_code == 400
 
 
+def test_a_restart_rotates_the_key_and_the_sidecar_follows(authed_torchserve):
+    """TorchServe restarts (as its container would): new keys, no workflow. The running sidecar
+    registers the workflow again and publishes the new key; requests with the old key are refused."""
+    ts = authed_torchserve
+    old_key = ts_sidecar.read_keys(ts.workdir)["inference"]
+    kube = KubeStandIn()
+    threading.Thread(target=kube.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    cfg = ts_sidecar.SidecarConfig.from_env({**sidecar_env(ts), "KEY_SECRET": "pix2pix-torchserve-key",
+                                          "RESTART_DEPLOYMENT": "pix2pix-bot", "SIDECAR_INTERVAL": "0.5"})
+    client = ts_sidecar.KubeClient(base=kube.url, token="t", namespace="pix2pix")
+    sidecar = threading.Thread(target=ts_sidecar.run, args=(cfg, client), kwargs={"stop": stop}, daemon=True)
+    sidecar.start()
+    try:
+        wait(lambda: len(kube.patches) >= 2, 60, "the first publication")
+        # key_file.json stays, as in the pod's emptyDir across a container restart: TorchServe rewrites it
+        ts.stop()
+        ts.start(timeout=240, workflow=False)
+        new_key = ts_sidecar.read_keys(ts.workdir)["inference"]
+        assert new_key != old_key
+        wait(lambda: len(kube.patches) >= 4, 120, "the new key published")
+    finally:
+        stop.set()
+        sidecar.join(30)
+        kube.shutdown()
+        kube.server_close()
+    published = [base64.b64decode(p[2]["data"]["inference-key"]).decode() for p in kube.patches if "/secrets/" in p[0]]
+    assert published == [old_key, new_key]
+    assert probe(ts, "ready") == 0
+    body = encode(photo(48, 32, seed=4), "PNG")
+    assert requests.post(f"{ts.inference_url}/predictions/sr_x2", data=body, timeout=60,
+                         headers={"Authorization": f"Bearer {old_key}"}).status_code == 400
+    assert requests.post(f"{ts.inference_url}/predictions/sr_x2", data=body, timeout=120,
+                         headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def test_a_missing_server_fails_the_probes(tmp_path):
     env = {**os.environ, "TS_WORKDIR": str(tmp_path), "TS_INFERENCE_URL": f"http://127.0.0.1:{free_port()}",
            "TS_MANAGEMENT_URL": f"http://127.0.0.1:{free_port()}"}
     for command in ("live", "ready"):
-        assert subprocess.run([sys.executable, str(AGENT), command], env=env, timeout=30).returncode == 1
-    assert subprocess.run([sys.executable, str(AGENT), "bogus"], env=env, timeout=30,
+        assert subprocess.run([sys.executable, str(SIDECAR), command], env=env, timeout=30).returncode == 1
+    assert subprocess.run([sys.executable, str(SIDECAR), "bogus"], env=env, timeout=30,
                           capture_output=True).returncode == 2
