@@ -218,6 +218,25 @@ def test_before_after_comparison_is_a_setting(stub, bot):
     assert len(pair) == 1 and size_of(pair[0].upload("photo")[1]) == (100 + 8 + 100, 80)
 
 
+def test_one_job_per_user_and_cancel_of_the_waiting_one(stub, bot):
+    user = User(1901)
+    release = stub.hold("file")
+    stub.user_photo(user, encode(photo(40, 30, seed=7), "JPEG"), 40, 30)
+    stub.wait_for(lambda: stub.held() == 1, 20, "the first download to be held")
+    second = stub.user_photo(user, encode(photo(40, 30, seed=8), "JPEG"), 40, 30)
+    # a free slot exists (BOT_MAX_JOBS=2), but the user's second job waits for the first
+    stub.wait_for(lambda: len([c for c in stub.calls_of("sendMessage", user.id) if "position 1" in c.params["text"]]) == 2,
+                  20, "the second job queued")
+    stub.user_text(user, "/cancel")
+    stub.wait_for(lambda: any("Cancelled 1" in t for t in stub.texts_to(user.id)), 20, "the cancel reply")
+    release()
+    results_for(stub, user, 1)
+    stub.wait_for(lambda: len(stub.calls_of("deleteMessage", user.id)) == 2, 20, "both status messages removed")
+    assert len(stub.calls_of("sendDocument", user.id)) == 1
+    cancelled_file = second["photo"][-1]["file_id"]
+    assert not [c for c in stub.calls_of("getFile") if c.params["file_id"] == cancelled_file]
+
+
 def test_hostile_files_get_a_refusal_or_a_result_and_the_bot_stays_up(stub, bot):
     """The shared hostile corpus (bombs, truncated, polyglots, odd modes...) sent as files."""
     cases = corpus()
