@@ -106,6 +106,7 @@ class Settings:
     telegram_retries: int = 5
     shutdown_timeout: float = 60.0
     album_wait: float = 0.8
+    image_workers: int = 1
     compare_default: bool = False
     limits: Limits = field(default_factory=Limits)
 
@@ -154,6 +155,7 @@ class Settings:
             telegram_retries=_int(env, "BOT_TELEGRAM_RETRIES", 5),
             shutdown_timeout=_float(env, "BOT_SHUTDOWN_TIMEOUT", 60.0),
             album_wait=_float(env, "BOT_ALBUM_WAIT", 0.8),
+            image_workers=_int(env, "BOT_IMAGE_WORKERS", 1, minimum=1),
             compare_default=_bool(env, "BOT_COMPARE_DEFAULT", False),
             limits=Limits.from_env(),
         )

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import time
+from dataclasses import dataclass
 
 import aiohttp
 from aiogram import Bot
@@ -19,7 +20,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramFor
 from aiogram.types import BufferedInputFile, ReplyParameters
 from PIL import Image
 
-from handlers.image_io import DecodedImage, ImageError, decode_image
+from handlers.image_io import ImageError, decode_image
 
 from . import metrics
 from .config import Settings
@@ -82,6 +83,9 @@ class JobRunner:
         self.torchserve = torchserve
         self.store = store
         self.settings = settings
+        # Decoding and encoding full-size images is the bot's memory peak (a 64 MP result is about
+        # 200 MB of pixels): one job at a time does it, the others wait on the network meanwhile.
+        self.pixel_work = asyncio.Semaphore(settings.image_workers)
 
     # -- status message -----------------------------------------------------------------------
 
@@ -184,7 +188,8 @@ class JobRunner:
                 return "failed"
             try:
                 # The same checks as the server, before the upload: the user hears why at once.
-                source = await asyncio.to_thread(decode_image, data, settings.limits, mode.scale)
+                async with self.pixel_work:
+                    before = await asyncio.to_thread(_check, data, settings, mode.scale, job.compare)
             except ImageError as exc:
                 await self.reply(job, item, image_error_text(lang, exc.kind, exc.message, settings.limits,
                                                              settings.download_limit))
@@ -205,7 +210,7 @@ class JobRunner:
                 key = "service_down" if exc.status in (0, 502, 503, 504) else "service_error"
                 await self.reply(job, item, text(lang, key))
                 return "unavailable" if key == "service_down" else "failed"
-            await self.send_result(job, item, source, prediction.data, prediction.media_type)
+            await self.send_result(job, item, before, prediction.data, prediction.media_type)
             return "ok"
         except TelegramForbiddenError:
             return "blocked"
@@ -214,37 +219,72 @@ class JobRunner:
             log.error("job %s: Telegram %s failed: %s", job.id, type(exc).__name__, exc.message)
             return "failed"
 
-    async def send_result(self, job: Job, item: JobItem, source: DecodedImage, data: bytes, media_type: str) -> None:
-        """The result as a photo (a reduced preview when too large) and always as a full-quality document."""
+    async def send_result(self, job: Job, item: JobItem, before: Image.Image | None, data: bytes,
+                          media_type: str) -> None:
+        """The result as a photo (a reduced preview when too large), always as a full-quality
+        document, and the before/after image when asked for."""
         lang, mode = job.lang, job.mode
-        result = await asyncio.to_thread(_open_rgb, data)
-        width, height = result.size
-        encoded = await asyncio.to_thread(encode_photo, result)
+        async with self.pixel_work:
+            rendered = await asyncio.to_thread(render_result, data, before)
+        width, height = rendered.size
         name = result_file_name(item.file_name, mode.value, media_type)
-        if encoded is not None:
-            photo, (pw, ph) = encoded
+        if rendered.photo is not None:
+            pw, ph = rendered.photo_size
             if (pw, ph) == (width, height):
                 caption = text(lang, "caption", mode=mode_name(lang, mode), width=width, height=height)
             else:
                 caption = text(lang, "caption_preview", mode=mode_name(lang, mode), width=width, height=height,
                                pw=pw, ph=ph)
-            await self.bot.send_photo(job.chat_id, BufferedInputFile(photo, filename=name.rsplit(".", 1)[0] + ".jpg"),
+            await self.bot.send_photo(job.chat_id,
+                                      BufferedInputFile(rendered.photo, filename=name.rsplit(".", 1)[0] + ".jpg"),
                                       caption=caption, reply_parameters=_reply_to(item))
         with contextlib.suppress(TelegramAPIError):
             await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_DOCUMENT)
         await self.bot.send_document(job.chat_id, BufferedInputFile(data, filename=name),
                                      reply_parameters=_reply_to(item), disable_content_type_detection=True)
-        if job.compare:
-            pair = await asyncio.to_thread(side_by_side, source.image, result)
-            encoded_pair = await asyncio.to_thread(encode_photo, pair)
-            if encoded_pair is not None:
-                await self.bot.send_photo(job.chat_id, BufferedInputFile(encoded_pair[0], filename="before_after.jpg"),
-                                          caption=text(lang, "caption_compare"))
+        if rendered.comparison is not None:
+            await self.bot.send_photo(job.chat_id, BufferedInputFile(rendered.comparison, filename="before_after.jpg"),
+                                      caption=text(lang, "caption_compare"))
 
 
-def _open_rgb(data: bytes) -> Image.Image:
+# The "before" half of a comparison never needs more than this on its long side.
+BEFORE_MAX_SIDE = 2048
+
+
+def _check(data: bytes, settings: Settings, scale: int, keep: bool) -> Image.Image | None:
+    """Refuse the image as the server would (raises ImageError); keep a small copy for the
+    comparison only when it is wanted, so no full-size pixels stay in memory during the call."""
+    decoded = decode_image(data, settings.limits, scale)
+    if not keep:
+        return None
+    before = decoded.image
+    if max(before.size) > BEFORE_MAX_SIDE:
+        before = before.copy()
+        before.thumbnail((BEFORE_MAX_SIDE, BEFORE_MAX_SIDE), Image.Resampling.LANCZOS)
+    return before
+
+
+@dataclass
+class Rendered:
+    """What is sent for one result, as bytes; the decoded pixels are gone when this exists."""
+
+    size: tuple[int, int]
+    photo: bytes | None
+    photo_size: tuple[int, int]
+    comparison: bytes | None
+
+
+def render_result(data: bytes, before: Image.Image | None) -> Rendered:
+    """Decode the result once, make the photo (or preview) and the optional comparison."""
     with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+        result = img.convert("RGB")
+    encoded = encode_photo(result)
+    comparison = None
+    if before is not None:
+        pair = encode_photo(side_by_side(before, result))
+        comparison = pair[0] if pair is not None else None
+    photo, photo_size = encoded if encoded is not None else (None, (0, 0))
+    return Rendered(size=result.size, photo=photo, photo_size=photo_size, comparison=comparison)
 
 
 def _reply_to(item: JobItem) -> ReplyParameters:

@@ -413,3 +413,31 @@ def test_client_gives_up_when_torchserve_is_down_and_does_not_retry_4xx():
     down, refused = asyncio.run(scenario())
     assert down.status == 0 and down.kind == "Unavailable" and not down.is_client_error
     assert refused.status == 415 and refused.kind == "UnsupportedMediaType" and calls == [1]
+
+
+def test_render_result_makes_photo_preview_and_comparison():
+    from bot.processing import BEFORE_MAX_SIDE, _check, render_result
+
+    big = encode_png(Image.new("RGB", (9000, 3000), "white"))
+    rendered = render_result(big, None)
+    assert rendered.size == (9000, 3000) and rendered.photo_size == (7498, 2499) and rendered.comparison is None
+    small = encode_png(Image.new("RGB", (64, 48), "red"))
+    rendered = render_result(small, Image.new("RGB", (32, 24), "black"))
+    assert rendered.photo_size == (64, 48) and size_of_bytes(rendered.comparison) == (64 + 8 + 64, 48)
+    settings = Settings(token="1:x")
+    assert _check(small, settings, 2, keep=False) is None
+    kept = _check(encode_png(Image.new("RGB", (3000, 1000), "blue")), settings, 1, keep=True)
+    assert max(kept.size) == BEFORE_MAX_SIDE
+    with pytest.raises(ImageError):
+        _check(b"<html></html>", settings, 1, keep=True)
+
+
+def encode_png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def size_of_bytes(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
