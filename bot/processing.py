@@ -25,7 +25,7 @@ from handlers.image_io import ImageError, decode_image
 from . import metrics
 from .config import Settings
 from .jobs import Job, JobItem
-from .results import encode_photo, result_file_name, side_by_side
+from .results import PREVIEW_SIDE, encode_photo, result_file_name, side_by_side
 from .store import JobStore
 from .texts import image_error_text, mode_name, text
 from .torchserve import TorchServeClient, TorchServeError
@@ -277,14 +277,24 @@ class Rendered:
 def render_result(data: bytes, before: Image.Image | None) -> Rendered:
     """Decode the result once, make the photo (or preview) and the optional comparison."""
     with Image.open(io.BytesIO(data)) as img:
-        result = img.convert("RGB")
+        img.load()
+        result = img if img.mode == "RGB" else img.convert("RGB")  # no second full-size copy
     encoded = encode_photo(result)
     comparison = None
     if before is not None:
-        pair = encode_photo(side_by_side(before, result))
+        # Built at preview size: two full-size halves of a 64 MP result would be 400 MB of pixels.
+        after = result.copy() if max(result.size) <= PREVIEW_SIDE // 2 else _shrunk(result, PREVIEW_SIDE // 2)
+        pair = encode_photo(side_by_side(before, after))
         comparison = pair[0] if pair is not None else None
     photo, photo_size = encoded if encoded is not None else (None, (0, 0))
     return Rendered(size=result.size, photo=photo, photo_size=photo_size, comparison=comparison)
+
+
+def _shrunk(img: Image.Image, side: int) -> Image.Image:
+    factor = max(1, max(img.size) // (2 * side))
+    small = img.reduce(factor) if factor >= 2 else img.copy()
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return small
 
 
 def _reply_to(item: JobItem) -> ReplyParameters:

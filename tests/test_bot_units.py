@@ -18,7 +18,7 @@ from bot.jobs import Job, JobItem, JobQueue, QueueFull, UserRateLimiter
 from bot.keyboards import CompareToggle, ModeChoice, modes_keyboard, settings_keyboard
 from bot.logs import REDACTED, RedactSecrets
 from bot.modes import Mode
-from bot.results import PHOTO_MAX_SIDES, encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
+from bot.results import encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
 from bot.routers.images import looks_like_image
 from bot.store import JobStore
 from bot.texts import _TEXTS, COMMANDS, LANGUAGES, MODE_NAMES, help_text, image_error_text, language_of, text
@@ -148,8 +148,7 @@ def test_documents_that_look_like_images():
 def test_photo_size_respects_telegram_limits():
     assert photo_size(1200, 800) == (1200, 800)
     assert photo_size(6000, 4000) == (6000, 4000)  # fits: width + height = 10000
-    w, h = photo_size(8000, 6000)
-    assert w + h <= PHOTO_MAX_SIDES and abs(w / h - 8000 / 6000) < 0.01 and w > 5600
+    assert photo_size(8000, 6000) == (2560, 1920)  # a preview at the size Telegram shows
     assert not fits_photo_limits(6000, 5000, 1000) and not fits_photo_limits(100, 100, 11 * 1024 * 1024)
     assert not fits_photo_limits(4200, 200, 1000) and fits_photo_limits(4000, 200, 1000)
 
@@ -160,11 +159,13 @@ def test_encode_photo_gives_a_jpeg_within_limits():
     assert data.startswith(b"\xff\xd8") and size == (300, 200)
     # width + height over 10000: reduced to fit
     data, (w, h) = encode_photo(Image.new("RGB", (9000, 3000), "white"))
-    assert (w, h) == (7498, 2499) and fits_photo_limits(w, h, len(data))
+    assert (w, h) == (2560, 853) and fits_photo_limits(w, h, len(data))
     # too many bytes (a 150 kB cap stands in for the 10 MB one): reduced until it fits
     noisy = Image.effect_noise((900, 700), 90).convert("RGB")
     data, (w, h) = encode_photo(noisy, max_bytes=150_000)
     assert len(data) <= 150_000 and w < 900 and abs(w / h - 900 / 700) < 0.02
+    data, (w, h) = encode_photo(Image.effect_noise((3000, 2500), 90).convert("RGB"), max_bytes=400_000)
+    assert len(data) <= 400_000 and w < 2560
     with Image.open(io.BytesIO(data)) as back:
         assert back.size == (w, h)
     assert encode_photo(Image.new("RGB", (2100, 100))) is None  # 21:1 cannot be a photo
@@ -420,10 +421,12 @@ def test_render_result_makes_photo_preview_and_comparison():
 
     big = encode_png(Image.new("RGB", (9000, 3000), "white"))
     rendered = render_result(big, None)
-    assert rendered.size == (9000, 3000) and rendered.photo_size == (7498, 2499) and rendered.comparison is None
+    assert rendered.size == (9000, 3000) and rendered.photo_size == (2560, 853) and rendered.comparison is None
     small = encode_png(Image.new("RGB", (64, 48), "red"))
     rendered = render_result(small, Image.new("RGB", (32, 24), "black"))
     assert rendered.photo_size == (64, 48) and size_of_bytes(rendered.comparison) == (64 + 8 + 64, 48)
+    rendered = render_result(encode_png(Image.new("RGB", (4000, 3000), "red")), Image.new("RGB", (1000, 750)))
+    assert size_of_bytes(rendered.comparison) == (1280 + 8 + 1280, 960)  # built at preview size
     settings = Settings(token="1:x")
     assert _check(small, settings, 2, keep=False) is None
     kept = _check(encode_png(Image.new("RGB", (3000, 1000), "blue")), settings, 1, keep=True)
