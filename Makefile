@@ -2,11 +2,12 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test lint format archives bench loadtest demo-picture reliability-report images train evaluate clean
+.PHONY: setup run test lint format archives bench loadtest demo-picture reliability-report audit k8s-config images train evaluate clean
 
 setup:
 	@bash scripts/setup.sh
 
+## train: the default weights' recipe (datasets, trainings, export, evaluation; about an hour on 2 cores)
 ## run: set up, build archives from weights/ (or *_WEIGHTS), start TorchServe + workflow (+ bot with TELEGRAM_BOT_TOKEN)
 run: setup
 	$(PY) -m serving.run
@@ -42,11 +43,20 @@ reliability-report: setup
 demo-picture: setup
 	$(PY) -m serving.demo --photo .venv/lib/python3.11/site-packages/skimage/data/coffee.png
 
+## audit: pip-audit over the pinned dependencies (exit 3: the vulnerability database was unreachable)
+audit: setup
+	$(PY) scripts/audit_dependencies.py
+
+## k8s-config: regenerate the cluster config.properties and PrometheusRule (after editing
+## config.properties or monitoring/alerts.yml)
+k8s-config: setup
+	$(PY) -m k8s.render_config
+
 images:
 	bash docker/build-images.sh
 
 train: setup
-	$(PY) -m training.train_all
+	bash training/recipe_cpu.sh
 
 evaluate: setup
 	$(PY) -m training.evaluate

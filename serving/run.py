@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     print(f"starting TorchServe (log: {ts.log_path}) ...", flush=True)
     bot: subprocess.Popen | None = None
+    t0 = time.monotonic()
     try:
         ts.start(timeout=300)
-        print(f"TorchServe ready: models {', '.join(MODELS)} and workflow {WORKFLOW_RESTORE} on {ts.inference_url}")
+        print(f"TorchServe ready ({time.monotonic() - t0:.0f} s): models {', '.join(MODELS)} and workflow {WORKFLOW_RESTORE} on {ts.inference_url}")
         print(f"metrics: {ts.metrics_url}/metrics")
         print(curl_lines(ts.inference_url), flush=True)
         if os.environ.get(ENV_BOT_TOKEN) and not args.no_bot:
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C must not interrupt the shutdown and leave workers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("stopping ...", flush=True)
         if bot is not None and bot.poll() is None:
             bot.send_signal(signal.SIGTERM)

@@ -115,10 +115,20 @@ def export_colorize(run: Path, out: Path, data: Path, checkpoint: Path | None = 
     return info
 
 
-def export_sr(run: Path, out: Path, data: Path) -> dict:
+def best_sr_model(run: Path) -> Path:
+    """The kept model_<step> directory with the highest validation PSNR-Y, else the latest model/."""
+    scores = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "val" in row and (run / f"model_{row['step']}").is_dir():
+            scores[row["step"]] = row["val"]["psnr_y"]
+    return run / f"model_{max(scores, key=scores.get)}" if scores else run / "model"
+
+
+def export_sr(run: Path, out: Path, data: Path, model_dir: Path | None = None) -> dict:
     from super_image import EdsrConfig, EdsrModel
 
-    model_dir = run / "model"
+    model_dir = model_dir or run / "model"
     conf = json.loads((model_dir / "config.json").read_text())
     scale = int(conf["scale"])
     state = torch.load(model_dir / f"pytorch_model_{scale}x.pt", map_location="cpu", weights_only=True)
@@ -137,8 +147,9 @@ def export_sr(run: Path, out: Path, data: Path) -> dict:
     # ... and safetensors, which the archive step prefers (no pickle at load time).
     save_file({k: (v.half() if half else v).contiguous() for k, v in state.items()},
               str(out / f"model_{scale}x.safetensors"))
-    wall, step, cfg = _wall(run)
-    val_m = _val_metrics(run)
+    wall, last_step, cfg = _wall(run)
+    step = int(model_dir.name.split("_")[1]) if model_dir.name.startswith("model_") else last_step
+    val_m = _val_metrics(run, step)
     params = sum(v.numel() for v in state.values())
     info = {"name": f"sr_x{scale}", "steps": step, "wall_min": wall / 60, "fp16": half, "params": params,
             "fp16_psnr_vs_fp32": fidelity, "val": val_m, "config": cfg}
@@ -146,7 +157,7 @@ def export_sr(run: Path, out: Path, data: Path) -> dict:
         f"A small EDSR from the `super-image` library (EdsrModel: {conf['n_resblocks']} residual blocks, "
         f"{conf['n_feats']} features, {params / 1e6:.2f} M parameters), trained on HR/LR pairs made by dataset_gen.",
         "",
-        f"- Training: {step} steps, L1 loss, batch {cfg.get('batch_size')} of {cfg.get('patch')}² LR patches, "
+        f"- Training: {last_step} steps ({'this is the validation-best model, from step ' + str(step) if step != last_step else 'the last model'}), L1 loss, batch {cfg.get('batch_size')} of {cfg.get('patch')}² LR patches, "
         f"Adam lr {cfg.get('lr')} with cosine decay{', initialised from ' + cfg['init'] if cfg.get('init') else ''}; "
         f"{wall / 60:.1f} min on a 2-core CPU.",
         f"- Files: the library's layout (config.json + pytorch_model_{scale}x.pt, loadable with "
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--all", action="store_true", help="runs/colorize, runs/sr_x2, runs/sr_x4")
     p.add_argument("--colorize")
     p.add_argument("--best", action="store_true",
-                   help="colorize: export the kept checkpoint with the best validation PSNR instead of the last")
+                   help="export the kept checkpoints with the best validation PSNR instead of the last ones")
     p.add_argument("--sr", action="append", default=[], help="an SR run folder (repeatable)")
     p.add_argument("--data-colorize", default="data/colorize")
     p.add_argument("--data-sr", default="data/sr")
@@ -179,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(export_colorize(Path(col), out / "colorize", Path(a.data_colorize), ck), default=str)[:400])
     for run in srs:
         conf = json.loads((Path(run) / "model" / "config.json").read_text())
-        info = export_sr(Path(run), out / f"sr_x{conf['scale']}", Path(a.data_sr))
+        model_dir = best_sr_model(Path(run)) if a.best else None
+        info = export_sr(Path(run), out / f"sr_x{conf['scale']}", Path(a.data_sr), model_dir)
         print(json.dumps(info, default=str)[:400])
 
 

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             model.save_pretrained(str(out_dir / "model"))
         if master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
             metrics = evaluate(model, val, cfg, device)
+            model.save_pretrained(str(out_dir / f"model_{step}"))  # kept: export --best picks one
             log.write(json.dumps({"step": step, "val": metrics}) + "\n")
             log.flush()
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
