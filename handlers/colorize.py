@@ -90,7 +90,7 @@ def predict_ab(net: torch.nn.Module, cfg: GeneratorConfig, images: list[Image.Im
         batch.append(_pad_to(normalize_l(L)[None], side))
         sizes.append((h, w))
     x = torch.cat(batch).to(device)
-    out = net(x).float().cpu()
+    out = net(x).float().cpu() * cfg.chroma_scale
     return [denormalize_ab(out[i, :, :h, :w]) for i, (h, w) in enumerate(sizes)]
 
 

@@ -167,6 +167,9 @@ class GeneratorConfig:
     use_dropout: bool = False
     task: str = "colorize"
     work_size: int = 256
+    # Predicted chroma is multiplied by this at inference; export calibrates it on validation
+    # pairs (training.export.calibrate_chroma). 1.0 is the generator's raw output.
+    chroma_scale: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
