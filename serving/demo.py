@@ -34,8 +34,8 @@ def before_after(photo: Path, weights: Path, height: int = 320) -> Image.Image:
     w, h = original.size
     canvas = Image.new("RGB", (3 * w + 4 * pad, h + caption + 2 * pad), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (img, text) in enumerate(((grey, "input (grey)"), (shown, f"restore: colourised, ×{s} "
-                                                                      f"({restored.width}×{restored.height})"),
+    for i, (img, text) in enumerate(((grey, "input (grey)"), (shown, f"restore: colourised, x{s} "
+                                                                      f"({restored.width}x{restored.height})"),
                                      (original, "original"))):
         x = pad + i * (w + pad)
         canvas.paste(img, (x, pad + caption))
