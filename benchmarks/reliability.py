@@ -35,14 +35,6 @@ MODELS = ("colorize", "sr_x2", "sr_x4")
 ENDPOINTS = {"/predictions/colorize": 1, "/predictions/sr_x2": 2, "/predictions/sr_x4": 4, "/wfpredict/restore": 2}
 
 
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def hostile(ts: TorchServe) -> dict:
     sys.path.insert(0, str(ROOT))
     from tests.hostile import corpus
@@ -127,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             report["load"]["workers_restarted"] = pids != {m: ts.worker_pids(m) for m in MODELS}
             report["hostile"] = hostile(ts)
             report["hostile"]["workers_restarted"] = pids != {m: ts.worker_pids(m) for m in MODELS}
-            report["peak_rss_mib"] = {m: max(peak_rss_mib(pid) for pid in ts.worker_pids(m)) for m in MODELS}
+            report["peak_rss_mib"] = {m: ts.workers_peak_rss_mib(m) for m in MODELS}
             report["kill"] = kill_mid_request(ts)
         finally:
             ts.stop()

@@ -35,23 +35,14 @@ import requests
 import torch
 from PIL import Image
 
-from benchmarks.serving import median_time, test_photo
-from handlers.colorize import colorize_images, load_generator, predict_ab
-from handlers.image_io import Limits, decode_image, encode_image
+from benchmarks.serving import Models, median_time, test_photo
+from handlers.image_io import Limits, decode_image
 from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
-from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
+from handlers.super_resolution import upscale_image
 from serving.archive import build_all
 from serving.server import ROOT, TorchServe, free_port
 
 ENDPOINTS = (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
@@ -66,34 +57,6 @@ def model_flops(fn) -> int:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         fn()
     return counter.get_total_flops()
-
-
-class Models:
-    def __init__(self, weights: Path) -> None:
-        self.g, self.gcfg = load_generator(str(weights / COLORIZE))
-        self.sr = {SR_X2: load_sr_model(str(weights / SR_X2))[0], SR_X4: load_sr_model(str(weights / SR_X4))[0]}
-        self.weights = weights
-
-    def model_call(self, target: str, img: Image.Image):
-        """The network alone (the lower bound)."""
-        if target == COLORIZE:
-            return lambda: predict_ab(self.g, self.gcfg, [img])
-        if target == WORKFLOW_RESTORE:
-            x2 = image_to_tensor(img)
-            return lambda: (predict_ab(self.g, self.gcfg, [img]), self.sr[SR_X2](x2))
-        x = image_to_tensor(img)
-        return lambda: self.sr[target](x)
-
-    def pipeline(self, target: str, data: bytes) -> bytes:
-        """The handler's whole work in-process: decode, model, encode."""
-        img = decode_image(data).image
-        if target == COLORIZE:
-            return encode_image(colorize_images(self.g, self.gcfg, [img])[0])
-        if target == WORKFLOW_RESTORE:
-            colour = decode_image(encode_image(colorize_images(self.g, self.gcfg, [img])[0])).image
-            return encode_image(upscale_image(self.sr[SR_X2], colour, 2))
-        scale = 2 if target == SR_X2 else 4
-        return encode_image(upscale_image(self.sr[target], img, scale))
 
 
 def library_inference(model_dir: Path, scale: int, img: Image.Image) -> tuple[np.ndarray, float]:
@@ -143,7 +106,7 @@ def workers_peak(ts: TorchServe, models=(COLORIZE, SR_X2, SR_X4)) -> dict:
     out = {}
     for m in models:
         try:
-            out[m] = max(peak_rss_mib(p) for p in ts.worker_pids(m))
+            out[m] = ts.workers_peak_rss_mib(m)
         except (requests.RequestException, ValueError, OSError):
             out[m] = float("nan")
     return out

@@ -29,6 +29,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """A process's peak resident set size so far (VmHWM from /proc), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmHWM for process {pid}")
+
+
 def read_properties(path: Path) -> dict[str, str]:
     """``key=value`` lines of a Java properties file (comments and blanks skipped)."""
     props: dict[str, str] = {}
@@ -203,3 +212,7 @@ class TorchServe:
         r = requests.get(f"{self.management_url}/models/{model}", timeout=10, headers=self.auth("management"))
         r.raise_for_status()
         return [int(w["pid"]) for w in r.json()[0].get("workers", []) if w.get("pid")]
+
+    def workers_peak_rss_mib(self, model: str) -> float:
+        """The largest peak RSS among a model's workers, in MiB."""
+        return max(peak_rss_bytes(pid) for pid in self.worker_pids(model)) / 2**20

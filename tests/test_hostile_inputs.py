@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 
-import psutil
 import pytest
 import requests
 from PIL import Image
@@ -19,15 +18,6 @@ ENDPOINTS = ["/predictions/colorize", "/predictions/sr_x2", "/predictions/sr_x4"
 SCALE = {"/predictions/colorize": 1, "/predictions/sr_x2": 2, "/predictions/sr_x4": 4, "/wfpredict/restore": 2}
 # Peak resident memory any one worker may reach while this corpus passes through it.
 WORKER_PEAK_RSS_LIMIT = 1.5 * 2**30
-
-
-def peak_rss(pid: int) -> int:
-    """VmHWM: the process's peak resident set size so far, in bytes."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return psutil.Process(pid).memory_info().rss
 
 
 def judge(endpoint: str, r: requests.Response, case) -> str:
@@ -71,8 +61,8 @@ def test_corpus_on_endpoint(torchserve, cases, endpoint):
     after = {m: torchserve.worker_pids(m) for m in models}
     assert after == before, "a worker restarted"
     for m in models:
-        for pid in after[m]:
-            assert peak_rss(pid) < WORKER_PEAK_RSS_LIMIT, f"{m} worker peak RSS {peak_rss(pid) / 2**20:.0f} MiB"
+        peak = torchserve.workers_peak_rss_mib(m) * 2**20
+        assert peak < WORKER_PEAK_RSS_LIMIT, f"{m} worker peak RSS {peak / 2**20:.0f} MiB"
 
 
 def test_multipart_with_misleading_headers(torchserve, cases):

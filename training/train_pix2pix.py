@@ -11,7 +11,6 @@ run exactly. Validation writes PSNR/SSIM/colourfulness to ``log.jsonl`` and a PN
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -22,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
+from training import config
 from training.color import denormalize_ab, denormalize_l, lab_to_rgb
 from training.data import PairDataset
 from training.metrics import colourfulness, psnr, ssim
@@ -51,19 +50,7 @@ DEFAULTS = {
 
 
 def load_config(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with any of the keys below")
-    p.add_argument("overrides", nargs="*", help="key=value (YAML syntax for the value)")
-    a = p.parse_args(argv)
-    cfg = dict(DEFAULTS)
-    if a.config:
-        cfg.update(yaml.safe_load(Path(a.config).read_text()) or {})
-    for item in a.overrides:
-        key, _, value = item.partition("=")
-        if key not in DEFAULTS:
-            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(DEFAULTS)}")
-        cfg[key] = yaml.safe_load(value)
-    return cfg
+    return config.load_config(DEFAULTS, __doc__, argv)
 
 
 def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:

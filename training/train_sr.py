@@ -13,7 +13,6 @@ validation PSNR-Y/SSIM against bicubic every ``eval_every`` steps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -22,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from training import config
 from training.data import SRDataset
 from training.metrics import psnr_y, ssim
 
@@ -39,19 +38,7 @@ DEFAULTS = {
 
 
 def load_config(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config")
-    p.add_argument("overrides", nargs="*", help="key=value")
-    a = p.parse_args(argv)
-    cfg = dict(DEFAULTS)
-    if a.config:
-        cfg.update(yaml.safe_load(Path(a.config).read_text()) or {})
-    for item in a.overrides:
-        key, _, value = item.partition("=")
-        if key not in DEFAULTS:
-            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(DEFAULTS)}")
-        cfg[key] = yaml.safe_load(value)
-    return cfg
+    return config.load_config(DEFAULTS, __doc__, argv)
 
 
 def build_model(cfg: dict):

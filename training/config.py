@@ -1,0 +1,28 @@
+"""Settings for the training scripts: defaults, a YAML file, then ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+
+def load_config(defaults: dict, doc: str | None, argv: list[str] | None = None) -> dict:
+    """``--config FILE`` (YAML, any of the defaults' keys) then ``key=value`` overrides (YAML values).
+
+    An unknown key is refused, so a typo never trains with a silently ignored setting.
+    """
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with any of the settings")
+    p.add_argument("overrides", nargs="*", help="key=value (YAML syntax for the value)")
+    a = p.parse_args(argv)
+    cfg = dict(defaults)
+    if a.config:
+        cfg.update(yaml.safe_load(Path(a.config).read_text()) or {})
+    for item in a.overrides:
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(defaults)}")
+        cfg[key] = yaml.safe_load(value)
+    return cfg
