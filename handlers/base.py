@@ -230,7 +230,3 @@ def _header(context: Any, i: int, key: str) -> str | None:
     except (AttributeError, KeyError, IndexError):
         return None
 
-
-def pick_device(prefer_cuda: bool = True) -> torch.device:
-    """CUDA when present (and wanted), else CPU."""
-    return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")

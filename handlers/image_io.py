@@ -71,10 +71,6 @@ class Limits:
             max_aspect=_env_number("PIX2PIX_MAX_ASPECT", d.max_aspect),
         )
 
-    def max_input_pixels_for_scale(self, scale: int) -> int:
-        """Largest input pixel count whose ×scale output still fits the output limit."""
-        return min(self.max_input_pixels, self.max_output_pixels // (scale * scale))
-
 
 @dataclass
 class DecodedImage:
