@@ -4,7 +4,8 @@ For each endpoint and input size it measures, in one run on one machine:
   * model   — the network alone (forward passes, tiling included);
   * pipeline — the handler's whole work in-process: decode, model, encode (what a worker does);
   * http    — a client's POST to the running TorchServe, reply read in full;
-and prints the ratio http / pipeline (TorchServe's overhead). Results go to
+pipeline and HTTP calls alternate, so both see the same machine conditions; the script
+prints the ratio http / pipeline (TorchServe's overhead). Results go to
 ``results/bench_serving.md`` and ``results/bench_serving.json``.
 
     python -m benchmarks.serving [--repeats 5] [--weights-root weights]
@@ -35,6 +36,7 @@ from serving.archive import build_all
 from serving.server import ROOT, TorchServe, free_port
 
 SIZES = [(256, 256), (512, 512), (1024, 768)]
+PAUSE_S = 0.3  # idle time before each timed call of interleaved_medians
 TARGETS = {(COLORIZE, (256, 256)): 1.15, (SR_X2, (512, 512)): 1.05}
 
 
@@ -58,6 +60,26 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved_medians(a, b, repeats: int) -> tuple[float, float]:
+    """Median times of ``a`` and ``b`` called alternately (a, b, a, b, ...).
+
+    Alternating keeps slow drifts of the machine's speed (shared hosts, thermal limits) out of
+    the ratio: both sides see the same conditions, where two blocks one after the other do not.
+    Each call starts after a pause, so neither side runs while the other's compute threads
+    still spin after its call (the TorchServe worker's would otherwise slow the in-process run).
+    """
+    a()
+    b()  # warm-up
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, times in ((a, ta), (b, tb)):
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
 
 
 class Models:
@@ -128,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         return r.content
 
                     t_model = median_time(models.model_call(target, img), args.repeats)
-                    t_pipe = median_time(lambda target=target, data=data: models.pipeline(target, data), args.repeats)
-                    t_http = median_time(http, args.repeats)
+                    t_pipe, t_http = interleaved_medians(
+                        lambda target=target, data=data: models.pipeline(target, data), http, args.repeats)
                     target_ratio = TARGETS.get((target, size))
                     rows.append({
                         "endpoint": target, "size": f"{size[0]}x{size[1]}", "model_s": t_model,

@@ -115,7 +115,7 @@ def workers_peak(ts: TorchServe, models=(COLORIZE, SR_X2, SR_X4)) -> dict:
 def models_setting(batch: int, workers: int) -> dict:
     def one(name: str, b: int) -> dict:
         return {"1.0": {"defaultVersion": True, "marName": f"{name}.mar", "minWorkers": workers,
-                        "maxWorkers": workers, "batchSize": b, "maxBatchDelay": 5 if b > 1 else 1,
+                        "maxWorkers": workers, "batchSize": b, "maxBatchDelay": 1,
                         "responseTimeout": 900}}
 
     return {COLORIZE: one(COLORIZE, batch), SR_X2: one(SR_X2, 1), SR_X4: one(SR_X4, 1)}

@@ -18,6 +18,9 @@ SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left",
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 # Debian's plasma-workspace-wallpapers package: wallpapers, several of them photographs.
 PLASMA_WALLPAPERS = Path("/usr/share/wallpapers")
+# Debian's lomiri-wallpapers-16.04 and -20.04 packages: credited photographs ("<title>_by_<author>")
+# directly in /usr/share/backgrounds.
+LOMIRI_BACKGROUNDS = Path("/usr/share/backgrounds")
 
 
 @dataclass
@@ -95,12 +98,19 @@ def plasma_wallpapers(root: Path = PLASMA_WALLPAPERS) -> list[Source]:
     return out
 
 
+def lomiri_wallpapers(root: Path = LOMIRI_BACKGROUNDS) -> list[Source]:
+    """The credited wallpapers of the lomiri-wallpapers packages, named after their file."""
+    return [Source(uid=f"lomiri-{p.stem}", origin="lomiri", path=str(p))
+            for p in sorted(root.glob("*_by_*")) if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()]
+
+
 def procedural(count: int, seed: int) -> list[Source]:
     return [Source(uid=f"scene-{seed}-{i}", origin="procedural", seed=seed * 1_000_003 + i) for i in range(count)]
 
 
 def parse_source(spec: str, seed: int) -> Iterator[Source]:
-    """``procedural:N``, ``skimage``, ``skimage:astronaut,coffee``, ``mate``, ``plasma``, ``folder:PATH`` or a PATH."""
+    """``procedural:N``, ``skimage``, ``skimage:astronaut,coffee``, ``mate``, ``plasma``, ``lomiri``,
+    ``folder:PATH`` or a PATH."""
     kind, _, arg = spec.partition(":")
     if kind == "procedural":
         yield from procedural(int(arg or 100), seed)
@@ -110,6 +120,8 @@ def parse_source(spec: str, seed: int) -> Iterator[Source]:
         yield from scan_folder(MATE_NATURE)
     elif kind == "plasma":
         yield from plasma_wallpapers()
+    elif kind == "lomiri":
+        yield from lomiri_wallpapers()
     else:
         root = Path(arg if kind == "folder" else spec)
         report = ScanReport()

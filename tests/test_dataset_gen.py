@@ -75,3 +75,17 @@ def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("hello")
     with pytest.raises(SystemExit, match="no usable image"):
         dataset_main(["--task", "colorize", "--source", f"folder:{tmp_path / 'empty'}", "--out", str(tmp_path / "o")])
+
+
+def test_lomiri_source_takes_the_credited_wallpapers(tmp_path):
+    """``lomiri``: the ``<title>_by_<author>`` photographs in the folder, nothing else, no subfolders."""
+    from dataset_gen.sources import lomiri_wallpapers
+
+    Image.new("RGB", (80, 60), (10, 120, 200)).save(tmp_path / "Bridge_by_Someone.jpg")
+    Image.new("RGB", (80, 60), (200, 120, 10)).save(tmp_path / "default.png")
+    (tmp_path / "mate").mkdir()
+    Image.new("RGB", (80, 60)).save(tmp_path / "mate" / "Dune_by_Else.jpg")
+    (tmp_path / "notes_by_me.txt").write_text("not a photo")
+    found = lomiri_wallpapers(tmp_path)
+    assert [s.uid for s in found] == ["lomiri-Bridge_by_Someone"]
+    assert found[0].load((80, 60)).size == (80, 60)

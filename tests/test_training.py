@@ -60,6 +60,33 @@ def test_pix2pix_resume_is_exact(colour_data, tmp_path):
         assert torch.equal(a["D"][key], b["D"][key]), key
 
 
+def test_pix2pix_init_starts_from_trained_weights(colour_data, tmp_path):
+    """``init=`` (fine-tuning) starts from a checkpoint's G and D, or from a generator file."""
+    base = tmp_path / "base"
+    train_pix2pix.main(pix2pix_args(colour_data, base, 6))
+    trained = torch.load(base / "checkpoint.pt", weights_only=False)
+    conv = [k for k in trained["G"] if k.endswith("weight") and trained["G"][k].dim() == 4]
+
+    # lr=0: one step leaves the weights where they started
+    tuned, fresh = tmp_path / "tuned", tmp_path / "fresh"
+    train_pix2pix.main(pix2pix_args(colour_data, tuned, 1, lr=0.0, init=base / "checkpoint.pt"))
+    train_pix2pix.main(pix2pix_args(colour_data, fresh, 1, lr=0.0, seed=1))
+    t = torch.load(tuned / "checkpoint.pt", weights_only=False)
+    f = torch.load(fresh / "checkpoint.pt", weights_only=False)
+    assert t["step"] == 1
+    for key in conv:
+        assert torch.equal(t["G"][key], trained["G"][key]), key
+    assert all(torch.equal(t["D"][k], trained["D"][k]) for k in trained["D"] if k.endswith("weight"))
+    assert not all(torch.equal(f["G"][k], trained["G"][k]) for k in conv)
+
+    # a bare generator file (as exported, or a reference latest_net_G.pth) initialises G only
+    torch.save(trained["G"], tmp_path / "latest_net_G.pth")
+    from_file = tmp_path / "from_file"
+    train_pix2pix.main(pix2pix_args(colour_data, from_file, 1, lr=0.0, init=tmp_path / "latest_net_G.pth"))
+    g = torch.load(from_file / "checkpoint.pt", weights_only=False)["G"]
+    assert all(torch.equal(g[k], trained["G"][k]) for k in conv)
+
+
 def sr_args(data: Path, out: Path, steps: int, **extra) -> list[str]:
     cfg = {"data": data, "out": out, "scale": 2, "n_resblocks": 2, "n_feats": 8, "patch": 16, "batch_size": 4,
            "steps": steps, "eval_every": 1000, "ckpt_every": 1000, "warmup": 1, "lr": 0.002, "threads": 1, **extra}

@@ -27,7 +27,7 @@ from training import config
 from training.color import denormalize_ab, denormalize_l, lab_to_rgb
 from training.data import PairDataset
 from training.metrics import colourfulness, psnr, ssim
-from training.networks import GeneratorConfig, define_D, define_G, init_weights
+from training.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
 
 DEFAULTS = {
     "data": "data/colorize",
@@ -46,11 +46,32 @@ DEFAULTS = {
     "seed": 0, "threads": 0, "resume": False,
     "keep_checkpoints": True,  # keep checkpoint_<step>.pt at every validation (export --best picks one)
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
+    # fine-tune: start from these weights (a checkpoint of this script: G and D; or a generator
+    # file: safetensors / reference latest_net_G.pth) with a fresh optimiser and schedule
+    "init": "",
 }
 
 
 def load_config(argv: list[str] | None = None) -> dict:
     return config.load_config(DEFAULTS, __doc__, argv)
+
+
+def load_init(path: str, G: torch.nn.Module, D: torch.nn.Module, device, verbose: bool) -> None:
+    """Start from trained weights: this script's checkpoint (G and D) or a generator file."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state, d_state = load_file(path), None
+    else:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        state, d_state = (ck["G"], ck.get("D")) if "G" in ck else (ck, None)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    G.load_state_dict(clean_reference_state_dict(state, G), strict=True)
+    if d_state is not None:
+        D.load_state_dict(d_state)
+    G.to(device), D.to(device)
+    if verbose:
+        print(f"initialised from {path}" + (" (generator and discriminator)" if d_state is not None else ""))
 
 
 def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
@@ -155,6 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                cfg["spectral_norm"]).to(device)
     init_weights(G)
     init_weights(D)
+    if cfg["init"] and not (cfg["resume"] and (out_dir / "checkpoint.pt").exists()):
+        load_init(cfg["init"], G, D, device, master)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
     amp = device.type == "cuda"
