@@ -78,6 +78,20 @@ def make_storage(settings: Settings) -> BaseStorage:
     return RedisStorage.from_url(settings.redis_url)
 
 
+async def check_storage(storage: BaseStorage, timeout: float = 10.0) -> None:
+    """Fail at start, with a message naming the setting, when the Redis storage cannot be reached
+    (instead of failing every user's command later)."""
+    redis = getattr(storage, "redis", None)
+    if redis is None:
+        return
+    kwargs = redis.connection_pool.connection_kwargs
+    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # never the URL: it may hold a password
+    try:
+        await asyncio.wait_for(redis.ping(), timeout)
+    except Exception as exc:  # noqa: BLE001 (connection refused, DNS, auth, timeout: all mean the same here)
+        raise ConfigError(f"cannot reach Redis at {where} (BOT_REDIS_URL): {type(exc).__name__}") from exc
+
+
 def make_bot(settings: Settings) -> Bot:
     """A Bot whose every call (except getUpdates) is retried on 429, 5xx and dropped connections."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
@@ -147,6 +161,7 @@ class BotApp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
         metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
+        await check_storage(self.storage)
         pruned = self.store.prune()
         try:
             me = await self.bot.get_me()

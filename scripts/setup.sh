@@ -28,12 +28,15 @@ fi
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# redis-server: the bot's Redis state storage is tested against a real one (BOT_REDIS_URL)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if (( ${#need_apt[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]} (Debian packages)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq -o DPkg::Lock::Timeout=300
-        # policy-rc.d keeps the package from starting its own Prometheus service on :9090.
+        # policy-rc.d keeps the packages from starting their own services (Prometheus on :9090,
+        # Redis on :6379); the tests start their own on free ports.
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
         apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need_apt[@]}" >/dev/null
         rm -f /usr/sbin/policy-rc.d

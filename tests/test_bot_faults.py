@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -173,3 +175,71 @@ def test_webhook_mode_checks_the_secret_and_the_allow_list(stub, bots):
     log = bot.log()
     assert "not on the allow-list" in log
     assert secret not in log and stub.token not in log
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis server on a free loopback port, without persistence to disk."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not installed (scripts/setup.sh installs it)")
+    import redis
+
+    port = free_port()
+    with open(tmp_path / "redis.log", "wb") as log:
+        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redis_url, tmp_path):
+    """With BOT_REDIS_URL the chosen mode is kept in Redis: a new bot process (nothing else
+    shared) still knows it."""
+    import redis
+
+    from tests.test_bot_e2e import choose_mode
+
+    user = User(2401)
+    first = bots(torchserve.inference_url, BOT_REDIS_URL=redis_url)
+    choose_mode(stub, user, "x4")
+    stub.wait_for(lambda: [t for t in stub.texts_to(user.id) if "Mode:" in t], 20, "the mode confirmation")
+    stored = [k.decode() for k in redis.Redis.from_url(redis_url).keys("*")]
+    assert any(str(user.id) in k for k in stored), stored
+    assert first.terminate() == 0
+    shutil.rmtree(tmp_path / "state")  # the job store goes too: only Redis can remember the mode
+
+    second = bots(torchserve.inference_url, BOT_REDIS_URL=redis_url)
+    stub.user_photo(user, encode(photo(40, 30, seed=6), "JPEG"), 40, 30)
+    stub.wait_for(lambda: documents_to(stub, user), 60, "the result")
+    assert size_of(documents_to(stub, user)[0].upload("document")[1]) == (160, 120)  # ×4, not the default
+    assert second.proc.poll() is None
+
+
+def test_unreachable_redis_is_a_clear_start_up_error(stub, tmp_path):
+    """A wrong BOT_REDIS_URL stops the bot at start with a message naming the setting."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    process = BotProcess(stub.base_url, stub.token, "http://127.0.0.1:9", tmp_path / "state", tmp_path / "bot.log",
+                         extra_env={"BOT_REDIS_URL": url})
+    process.start()
+    try:
+        code = process.proc.wait(60)
+    finally:
+        process.stop()
+    assert code != 0
+    assert "BOT_REDIS_URL" in process.log()
