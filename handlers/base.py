@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from handlers import backends
 from handlers.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ class ImageHandler:
     def __init__(self) -> None:
         self.initialized = False
         self.model: torch.nn.Module | None = None
+        # what runs the network: the module itself, or an ONNX Runtime session (handlers.backends)
+        self.runner: Any = None
+        self.backend = "torch"
         self.device = torch.device("cpu")
         self.limits = Limits()
         self.model_name = self.task
@@ -131,9 +135,10 @@ class ImageHandler:
         # Workflow nodes are registered as "<workflow>__<node>" (e.g. restore__sr_x2).
         self.in_workflow = "__" in self.model_name
         self.model = self.load_model(model_dir)
+        self.runner, self.backend = backends.select(self.model, model_dir, self.device)
         self._init_metrics(context)
         self.initialized = True
-        logger.info("%s ready on %s (limits %s)", self.model_name, self.device, self.limits)
+        logger.info("%s ready on %s with %s (limits %s)", self.model_name, self.device, self.backend, self.limits)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         """One result per request: image bytes, or a JSON error with its own 4xx/5xx status."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ def _pad_to(x: torch.Tensor, side: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_ab(net: torch.nn.Module, cfg: GeneratorConfig, images: list[Image.Image],
+def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: GeneratorConfig, images: list[Image.Image],
                device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """Predicted ab (2×h×w, Lab units) for each image at its working size."""
     side = padded_side(cfg.work_size, cfg.num_downs)
@@ -156,7 +157,7 @@ def recombine_reference(image: Image.Image, ab_small: torch.Tensor) -> Image.Ima
     return Image.fromarray(rgb.permute(1, 2, 0).numpy(), "RGB")
 
 
-def colorize_images(net: torch.nn.Module, cfg: GeneratorConfig, images: list[Image.Image],
+def colorize_images(net: Callable[[torch.Tensor], torch.Tensor], cfg: GeneratorConfig, images: list[Image.Image],
                     device: torch.device | str = "cpu") -> list[Image.Image]:
     """Colourise upright sRGB images (colour inputs are treated by their luminance)."""
     abs_ = predict_ab(net, cfg, images, device)
@@ -174,4 +175,4 @@ class ColorizeHandler(ImageHandler):
         return net
 
     def restore_batch(self, images: list[Image.Image]) -> list[Image.Image]:
-        return colorize_images(self.model, self.cfg, images, self.device)
+        return colorize_images(self.runner or self.model, self.cfg, images, self.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
-def upscale_image(model: torch.nn.Module, img: Image.Image, scale: int, tile: int = 256, overlap: int = 24,
+def upscale_image(model: Callable[[torch.Tensor], torch.Tensor], img: Image.Image, scale: int, tile: int = 256, overlap: int = 24,
                   device: torch.device | str = "cpu") -> Image.Image:
     """Upscale one image with tiling (``tile=0`` for a single untiled pass)."""
     x = image_to_tensor(img).to(device)
@@ -108,4 +109,4 @@ class SuperResolutionHandler(ImageHandler):
         return model
 
     def restore(self, image: Image.Image) -> Image.Image:
-        return upscale_image(self.model, image, self.scale, self.tile, self.overlap, self.device)
+        return upscale_image(self.runner or self.model, image, self.scale, self.tile, self.overlap, self.device)

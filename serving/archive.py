@@ -8,6 +8,10 @@ downloaded at serve time.
     python -m serving.archive                      # defaults from weights/
     python -m serving.archive --sr-x2 eugenesiow/edsr-base --colorize path/to/pix2pix_run
     COLORIZE_WEIGHTS=... SR_X2_WEIGHTS=... SR_X4_WEIGHTS=... python -m serving.archive
+    python -m serving.archive --onnx               # also an ONNX graph per model (PIX2PIX_ONNX=1)
+
+With ``--onnx`` each model archive also carries ``model.onnx``, exported from the same weights,
+which workers run with ONNX Runtime when ``PIX2PIX_BACKEND=onnxruntime`` (handlers/backends.py).
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolu
                  SR_X4: "handlers/super_resolution.py"}
 # Source the workers import, copied into each archive as packages.
 CODE = {
-    "handlers": ["__init__.py", "base.py", "image_io.py", "names.py", "colorize.py", "super_resolution.py",
-                 "tiling.py"],
+    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "names.py", "colorize.py",
+                 "super_resolution.py", "tiling.py"],
     "training": ["__init__.py", "networks.py", "color.py"],
 }
 
@@ -70,7 +74,26 @@ def resolve_sr(source: str, scale: int, tmp: Path) -> Path:
     return out
 
 
-def build_model(name: str, weights: Path, export: Path, tmp: Path) -> Path:
+def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
+    """Export the network of ``weights`` as ``stage/model.onnx`` (the input's free axes dynamic)."""
+    import torch
+
+    from handlers.backends import ONNX_FILE, export_onnx
+
+    if name == COLORIZE:
+        from handlers.colorize import load_generator, padded_side
+
+        net, cfg = load_generator(str(weights))
+        side = padded_side(cfg.work_size, cfg.num_downs)
+        # batches of 1..64 inputs, each padded to the same square (handlers/colorize.py)
+        return export_onnx(net, torch.zeros(2, cfg.input_nc, side, side), stage / ONNX_FILE, {0: "batch"})
+    from handlers.super_resolution import load_sr_model
+
+    net, _ = load_sr_model(str(weights), scale=SR_SCALES[name])
+    return export_onnx(net, torch.rand(1, 3, 48, 40), stage / ONNX_FILE, {2: "height", 3: "width"})
+
+
+def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = False) -> Path:
     """Archive one model: handler + shared code + weights + config into ``export/name.mar``."""
     stage = tmp / name
     if stage.exists():
@@ -98,6 +121,8 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path) -> Path:
     card = weights / "MODEL_CARD.md"
     if card.exists():
         shutil.copy2(card, stage / "MODEL_CARD.md")
+    if onnx:
+        export_onnx_graph(name, stage, weights)
     cmd = [
         _bin("torch-model-archiver"), "--model-name", name, "--version", "1.0",
         "--handler", str(ROOT / HANDLER_FILES[name]),
@@ -121,8 +146,11 @@ def build_workflow(export: Path) -> Path:
     return export / f"{WORKFLOW_RESTORE}.war"
 
 
-def build_all(export: Path, sources: dict[str, str]) -> list[Path]:
-    """Build every archive into ``export``; ``sources`` maps model name → weights dir or hub name."""
+def build_all(export: Path, sources: dict[str, str], onnx: bool | None = None) -> list[Path]:
+    """Build every archive into ``export``; ``sources`` maps model name → weights dir or hub name;
+    ``onnx`` adds ONNX graphs (default: the ``PIX2PIX_ONNX`` environment variable)."""
+    if onnx is None:
+        onnx = os.environ.get("PIX2PIX_ONNX", "").strip().lower() in ("1", "true", "yes")
     export.mkdir(parents=True, exist_ok=True)
     built = []
     with tempfile.TemporaryDirectory(prefix="pix2pix-sr-archive-") as t:
@@ -132,7 +160,7 @@ def build_all(export: Path, sources: dict[str, str]) -> list[Path]:
             weights = Path(src) if name == COLORIZE else resolve_sr(src, SR_SCALES[name], tmp)
             if not weights.is_dir():
                 raise SystemExit(f"weights for {name}: {src} is not a directory")
-            built.append(build_model(name, weights, export, tmp))
+            built.append(build_model(name, weights, export, tmp, onnx=onnx))
     built.append(build_workflow(export))
     return built
 
@@ -144,8 +172,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
                             default=os.environ.get(ENV_VARS[name]) or str(DEFAULT_WEIGHTS[name]),
                             help=f"weights directory (or hub name for SR); env {ENV_VARS[name]}")
+    parser.add_argument("--onnx", action="store_true", default=None,
+                        help="also export each network as model.onnx (for PIX2PIX_BACKEND=onnxruntime)")
     args = parser.parse_args(argv)
-    built = build_all(Path(args.out), {n: getattr(args, n) for n in (COLORIZE, SR_X2, SR_X4)})
+    built = build_all(Path(args.out), {n: getattr(args, n) for n in (COLORIZE, SR_X2, SR_X4)}, onnx=args.onnx)
     for path in built:
         print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
