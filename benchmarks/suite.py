@@ -3,10 +3,13 @@
 1. the hardware's ceiling: fp32 matrix-multiply FLOP/s, measured now;
 2. in-process eager PyTorch per model and input size (the lower bound for serving), with the
    model's FLOPs (torch's FlopCounterMode) and achieved FLOP/s as a fraction of the ceiling;
+   the same work with channels_last and with ONNX Runtime (same weights), and how far their
+   images are from eager PyTorch's;
 3. the project's SR path against the `super-image` library's own inference code on the same
    weights and image: same output (within 1/255) and the time of each;
 4. TorchServe per endpoint at concurrency 1, 4 and 16: p50/p95 latency, images/s, throughput as
-   a fraction of the in-process rate, peak RSS of the workers;
+   a fraction of the in-process rate, peak RSS of the workers; the same with the workers on
+   ONNX Runtime (PIX2PIX_BACKEND=onnxruntime);
 5. batching on and off, and workers × threads settings, for `colorize` at concurrency 16;
 6. the `restore` workflow against a client that calls `colorize` then `sr_x2` itself;
 7. a 3840×2160 photo ×2 and the largest ×4 the output limit allows, end to end, with the
@@ -21,6 +24,7 @@ Results: ``results/bench.md`` (tables), ``results/bench.json`` and ``results/ben
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import statistics
@@ -36,10 +40,12 @@ import torch
 from PIL import Image
 
 from benchmarks.serving import Models, median_time, test_photo
+from handlers.backends import ONNX_FILE, OnnxModule
+from handlers.colorize import colorize_images
 from handlers.image_io import Limits, decode_image
 from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
 from handlers.super_resolution import upscale_image
-from serving.archive import build_all
+from serving.archive import build_all, export_onnx_graph
 from serving.server import ROOT, TorchServe, free_port
 
 ENDPOINTS = (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
@@ -163,6 +169,42 @@ def main(argv: list[str] | None = None) -> int:
             print(md[-1], flush=True)
     report["in_process"] = {f"{k[0]}@{k[1]}x{k[2]}": v for k, v in inproc.items()}
 
+    # 2b. other ways to run the same networks in-process
+    onnx_dir = Path(tempfile.mkdtemp(prefix="pix2pix-sr-onnx-"))
+    runners: dict[str, dict] = {}
+    for name in (COLORIZE, SR_X2, SR_X4):
+        (onnx_dir / name).mkdir()
+        export_onnx_graph(name, onnx_dir / name, weights / name)
+        eager = models.g if name == COLORIZE else models.sr[name]
+        cl = copy.deepcopy(eager).to(memory_format=torch.channels_last)
+        runners[name] = {
+            "eager": eager,
+            "channels_last": lambda x, cl=cl: cl(x.contiguous(memory_format=torch.channels_last)),
+            "onnxruntime": OnnxModule(onnx_dir / name / ONNX_FILE),
+        }
+    md += ["", "## In-process: eager vs channels_last vs ONNX Runtime (whole pipeline, same weights)", "",
+           "| model | input | eager ms | channels_last ms | ONNX Runtime ms | ORT / eager | max diff vs eager (of 255) |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    report["backends_in_process"] = []
+    for name in (COLORIZE, SR_X2, SR_X4):
+        for w, h in [(256, 256), (1024, 768)]:
+            img = decode_image(test_photo(w, h)).image
+
+            def run(runner, name=name, img=img):
+                if name == COLORIZE:
+                    return colorize_images(runner, models.gcfg, [img])[0]
+                return upscale_image(runner, img, 2 if name == SR_X2 else 4)
+
+            times = {k: median_time(lambda r=r: run(r), repeats) for k, r in runners[name].items()}
+            ref = np.asarray(run(runners[name]["eager"]), dtype=np.int16)
+            diff = max(int(np.abs(np.asarray(run(r), dtype=np.int16) - ref).max())
+                       for k, r in runners[name].items() if k != "eager")
+            row = {"model": name, "size": f"{w}x{h}", **{f"{k}_s": v for k, v in times.items()}, "max_diff": diff}
+            report["backends_in_process"].append(row)
+            md.append(f"| {name} | {w}×{h} | {times['eager'] * 1e3:.1f} | {times['channels_last'] * 1e3:.1f} | "
+                      f"{times['onnxruntime'] * 1e3:.1f} | {times['onnxruntime'] / times['eager']:.2f} | {diff} |")
+            print(md[-1], flush=True)
+
     # 3. our SR path vs the library's own inference
     md += ["", "## SR: this project's path vs super-image's own inference (same weights)", "",
            "| input | scale | library ms | ours ms | ours / library | max abs diff (of 255) |",
@@ -185,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pix2pix-sr-suite-") as t:
         tmp = Path(t)
         store = tmp / "store"
-        build_all(store, {COLORIZE: str(weights / COLORIZE), SR_X2: str(weights / SR_X2), SR_X4: str(weights / SR_X4)})
+        build_all(store, {COLORIZE: str(weights / COLORIZE), SR_X2: str(weights / SR_X2), SR_X4: str(weights / SR_X4)},
+                  onnx=True)  # workers run eager PyTorch unless PIX2PIX_BACKEND=onnxruntime
 
         # 4 + 6 + 7: the default configuration
         ts = start_ts(store, tmp, "default")
@@ -246,6 +289,29 @@ def main(argv: list[str] | None = None) -> int:
                 md.append(f"| {target} {w}×{h} | {out_size} ({len(r.content) / 1e6:.1f} MB) | {dt:.1f} | {peak:.0f} |")
                 print(md[-1], flush=True)
             report["peak_rss_mib"] = workers_peak(ts)
+        finally:
+            ts.stop()
+
+        # 4b. the same endpoints with the workers on ONNX Runtime
+        ts = start_ts(store, tmp, "onnxruntime", env={"PIX2PIX_BACKEND": "onnxruntime"})
+        try:
+            data = test_photo(256, 256)
+            md += ["", "## TorchServe with PIX2PIX_BACKEND=onnxruntime (256×256 input)", "",
+                   "| endpoint | concurrency | p50 ms | p95 ms | images/s | eager-served images/s | ORT / eager |",
+                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            report["endpoints_onnxruntime"] = []
+            eager_rates = {(r["endpoint"], r["concurrency"]): r["images_per_s"] for r in report["endpoints"]}
+            for target in ENDPOINTS:
+                url = ts.inference_url + prediction_path(target)
+                for conc in (1, 16):
+                    r = concurrent_run(url, data, conc, max(repeats * 2, conc * 2))
+                    base = eager_rates[(target, conc)]
+                    r.update({"endpoint": target, "eager_images_per_s": base, "speedup": r["images_per_s"] / base})
+                    report["endpoints_onnxruntime"].append(r)
+                    md.append(f"| {target} | {conc} | {r['p50_s'] * 1e3:.1f} | {r['p95_s'] * 1e3:.1f} | "
+                              f"{r['images_per_s']:.2f} | {base:.2f} | {r['speedup']:.2f} |")
+                    print(md[-1], flush=True)
+            report["peak_rss_mib_onnxruntime"] = workers_peak(ts)
         finally:
             ts.stop()
 

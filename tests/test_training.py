@@ -120,3 +120,15 @@ def test_export_is_served_by_the_handlers(colour_data, sr_data, tmp_path):
     assert colorize_images(g, cfg, [photo(50, 40)])[0].size == (50, 40)
     m, s = load_sr_model(str(tmp_path / "w" / "sr_x2"))
     assert upscale_image(m, photo(20, 10), s).size == (40, 20)
+
+
+def test_best_colorize_checkpoint_is_chosen_on_the_whole_validation_set(colour_data, tmp_path):
+    from training.export import best_colorize_checkpoint
+
+    train_pix2pix.main(pix2pix_args(colour_data, tmp_path, 4, eval_every=2))
+    best, scores = best_colorize_checkpoint(tmp_path, colour_data)
+    assert [r["step"] for r in scores] == [2, 4]
+    top = max(scores, key=lambda r: r["psnr"])
+    assert best == tmp_path / top["checkpoint"]
+    # each score is the PSNR at the chroma scale that checkpoint would be exported with
+    assert all(0.3 <= r["chroma_scale"] <= 1.0 and r["psnr"] > 0 for r in scores)

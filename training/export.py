@@ -92,18 +92,29 @@ def card(title: str, lines: list[str]) -> str:
     return "# " + title + "\n\n" + "\n".join(lines) + "\n"
 
 
-def best_checkpoint(run: Path, metric: str = "psnr") -> Path:
-    """The kept checkpoint (checkpoint_<step>.pt) whose validation ``metric`` was highest, else the latest."""
-    scores = {}
-    log = run / "log.jsonl"
-    if log.exists():
-        for line in log.read_text().splitlines():
-            row = json.loads(line)
-            if "val" in row and (run / f"checkpoint_{row['step']}.pt").exists():
-                scores[row["step"]] = row["val"][metric]
+def best_colorize_checkpoint(run: Path, data: Path) -> tuple[Path, list[dict]]:
+    """The kept colorize checkpoint that serves best on the whole validation set: each one's
+    PSNR at its own calibrated chroma scale (as it would be exported), the highest wins.
+
+    Training logs validate on a few images (``eval_images``) for speed; GAN checkpoints differ
+    by more than that sample can tell apart, so the choice is made again on every pair."""
+    val = None
+    scores = []
+    for path in sorted(run.glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        gcfg = GeneratorConfig.from_dict(ck["generator"])
+        if val is None:
+            val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)
+        G = define_G(gcfg)
+        G.load_state_dict(ck["G"])
+        scale, table = calibrate_chroma(G, val)
+        row = next(r for r in table if r["scale"] == scale)
+        scores.append({"checkpoint": path.name, "step": int(ck["step"]), "chroma_scale": scale, "psnr": row["psnr"],
+                       "colourfulness": row["colourfulness"], "target_colourfulness": row["target"]})
     if not scores:
-        return run / "checkpoint.pt"
-    return run / f"checkpoint_{max(scores, key=scores.get)}.pt"
+        return run / "checkpoint.pt", []
+    best = max(scores, key=lambda r: r["psnr"])
+    return run / best["checkpoint"], scores
 
 
 def export_colorize(run: Path, out: Path, data: Path, checkpoint: Path | None = None) -> dict:
@@ -212,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--all", action="store_true", help="runs/colorize, runs/sr_x2, runs/sr_x4")
     p.add_argument("--colorize")
     p.add_argument("--best", action="store_true",
-                   help="export the kept checkpoints with the best validation PSNR instead of the last ones")
+                   help="export the kept checkpoints with the best validation PSNR instead of the last ones "
+                        "(colorize: measured on every validation pair at each checkpoint's calibrated chroma scale)")
     p.add_argument("--sr", action="append", default=[], help="an SR run folder (repeatable)")
     p.add_argument("--data-colorize", default="data/colorize")
     p.add_argument("--data-sr", default="data/sr")
@@ -222,8 +234,15 @@ def main(argv: list[str] | None = None) -> None:
     col = a.colorize or ("runs/colorize" if a.all else None)
     srs = a.sr or (["runs/sr_x2", "runs/sr_x4"] if a.all else [])
     if col:
-        ck = best_checkpoint(Path(col)) if a.best else None
-        print(json.dumps(export_colorize(Path(col), out / "colorize", Path(a.data_colorize), ck), default=str)[:400])
+        ck, scores = best_colorize_checkpoint(Path(col), Path(a.data_colorize)) if a.best else (None, [])
+        for row in scores:
+            print(f"{row['checkpoint']}: validation PSNR {row['psnr']:.2f} dB at chroma scale {row['chroma_scale']}, "
+                  f"colourfulness {row['colourfulness']:.1f} (originals {row['target_colourfulness']:.1f})")
+        info = export_colorize(Path(col), out / "colorize", Path(a.data_colorize), ck)
+        if scores:
+            info["checkpoint_selection"] = scores
+            (out / "colorize" / "export.json").write_text(json.dumps(info, indent=2, default=str))
+        print(json.dumps(info, default=str)[:400])
     for run in srs:
         conf = json.loads((Path(run) / "model" / "config.json").read_text())
         model_dir = best_sr_model(Path(run)) if a.best else None

@@ -241,13 +241,16 @@ def main(argv: list[str] | None = None) -> dict:
             log.flush()
             bar.set_postfix(l1=f"{loss_l1.item():.4f}", d=f"{loss_D.item():.3f}")
         out_of_time = (budget and time.time() - t_start > budget) or step == cfg["stop_at"]
-        if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time):
+        validating = val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time)
+        # a kept checkpoint_<step>.pt must hold this step's weights: save whenever one is kept
+        if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time
+                       or (validating and cfg["keep_checkpoints"])):
             torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
                         "opt_D": opt_D.state_dict(), "step": step, "wall": time.time() - t_start,
                         "torch_rng": torch.get_rng_state(), "config": cfg, "generator": gcfg.to_dict()},
                        ckpt_path.with_suffix(".tmp"))
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
-        if master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
+        if master and validating:
             metrics = evaluate(G, val, cfg, device, out_dir, step)
             if cfg["keep_checkpoints"] and ckpt_path.exists():
                 import shutil
