@@ -1,4 +1,4 @@
-"""The scaled deployment (k8s/overlays/gpu-scaled = gpu + the gateway + autoscaling), checked offline.
+"""The scaled deployment (k8s/overlays/gpu-scaled = gpu + bot-webhook + gateway + autoscaling), checked offline.
 
 Several TorchServe pods cannot share TorchServe's own keys (each process makes its own), so the
 gateway component moves authorization into a gateway container holding the keys of one Secret.
@@ -96,7 +96,7 @@ def test_gateway_and_bot_share_one_operator_made_secret(scaled):
     assert mount["readOnly"] is True
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     secret = volume["secret"]["secretName"]
-    bot = container(find(scaled, "Deployment", "pix2pix-bot"), "bot")
+    bot = container(find(scaled, "StatefulSet", "pix2pix-bot"), "bot")
     ref = env_of(bot)[names.ENV_TORCHSERVE_TOKEN]["secretKeyRef"]
     assert ref["name"] == secret and ref["key"] == "inference-key"
     # the Secret holds real keys: the operator makes it, the manifests never carry one
@@ -128,6 +128,11 @@ def test_replicas_roll_without_a_gap_and_the_hpa_owns_their_number(scaled):
 def test_shared_checks_hold_for_the_scaled_overlay(scaled):
     for check in (single.test_containers_are_non_root_read_only_and_unprivileged,
                   single.test_network_policies_let_only_the_bot_reach_inference,
-                  single.test_scrape_annotations_point_at_metrics_ports,
                   single.test_images_are_pinned_and_match_the_overlay):
         check(("gpu", scaled))
+    # the same for the StatefulSet of the webhook bot (the checks above look at Deployments)
+    as_deployments = [{**o, "kind": "Deployment"} if o["kind"] == "StatefulSet" else o for o in scaled]
+    for check in (single.test_containers_are_non_root_read_only_and_unprivileged,
+                  single.test_scrape_annotations_point_at_metrics_ports,
+                  single.test_images_are_pinned_and_match_the_overlay):
+        check(("gpu", as_deployments))
