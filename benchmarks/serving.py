@@ -27,6 +27,7 @@ import requests
 import torch
 from PIL import Image
 
+from handlers.backends import torch_runner
 from handlers.colorize import colorize_images, load_generator, predict_ab
 from handlers.image_io import decode_image, encode_image
 from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
@@ -86,8 +87,11 @@ class Models:
     """The served models loaded in-process, and the work a request costs without TorchServe."""
 
     def __init__(self, weights: Path) -> None:
-        self.g, self.gcfg = load_generator(str(weights / COLORIZE))
-        self.sr = {SR_X2: load_sr_model(str(weights / SR_X2))[0], SR_X4: load_sr_model(str(weights / SR_X4))[0]}
+        # run as the handlers run them (backends.torch_runner: channels_last on the CPU)
+        cpu = torch.device("cpu")
+        g, self.gcfg = load_generator(str(weights / COLORIZE))
+        self.g = torch_runner(g, cpu)[0]
+        self.sr = {name: torch_runner(load_sr_model(str(weights / name))[0], cpu)[0] for name in (SR_X2, SR_X4)}
         self.weights = weights
 
     def model_call(self, target: str, img: Image.Image):

@@ -1,10 +1,10 @@
 """`make bench`: every speed figure of the service, measured side by side in one run.
 
 1. the hardware's ceiling: fp32 matrix-multiply FLOP/s, measured now;
-2. in-process eager PyTorch per model and input size (the lower bound for serving), with the
-   model's FLOPs (torch's FlopCounterMode) and achieved FLOP/s as a fraction of the ceiling;
-   the same work with channels_last and with ONNX Runtime (same weights), and how far their
-   images are from eager PyTorch's;
+2. in-process PyTorch per model and input size, run as the handlers run it (channels_last on the
+   CPU; the lower bound for serving), with the model's FLOPs (torch's FlopCounterMode) and
+   achieved FLOP/s as a fraction of the ceiling; the same work in plain eager PyTorch (NCHW), with
+   channels_last and with ONNX Runtime (same weights), and how far their images are from eager's;
 3. the project's SR path against the `super-image` library's own inference code on the same
    weights and image: same output (within 1/255) and the time of each;
 4. TorchServe per endpoint at concurrency 1, 4 and 16: p50/p95 latency, images/s, throughput as
@@ -40,11 +40,11 @@ import torch
 from PIL import Image
 
 from benchmarks.serving import Models, median_time, test_photo
-from handlers.backends import ONNX_FILE, OnnxModule
-from handlers.colorize import colorize_images
+from handlers.backends import ONNX_FILE, ChannelsLast, OnnxModule
+from handlers.colorize import colorize_images, load_generator
 from handlers.image_io import Limits, decode_image
 from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
-from handlers.super_resolution import upscale_image
+from handlers.super_resolution import load_sr_model, upscale_image
 from serving.archive import build_all, export_onnx_graph
 from serving.server import ROOT, TorchServe, free_port
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. in-process per model and size
     sizes = [(256, 256), (1024, 768)] + ([] if a.quick else [(3840, 2160)])
-    md += ["## In-process eager PyTorch", "",
+    md += ["## In-process PyTorch as the handlers run it (channels_last on the CPU)", "",
            "| model | input | model ms | pipeline ms | GFLOP | achieved GFLOP/s | of ceiling |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     inproc = {}
@@ -175,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in (COLORIZE, SR_X2, SR_X4):
         (onnx_dir / name).mkdir()
         export_onnx_graph(name, onnx_dir / name, weights / name)
-        eager = models.g if name == COLORIZE else models.sr[name]
-        cl = copy.deepcopy(eager).to(memory_format=torch.channels_last)
+        # plain NCHW modules, loaded afresh (the served ones run channels_last)
+        eager = load_generator(str(weights / name))[0] if name == COLORIZE else load_sr_model(str(weights / name))[0]
         runners[name] = {
             "eager": eager,
-            "channels_last": lambda x, cl=cl: cl(x.contiguous(memory_format=torch.channels_last)),
+            "channels_last": ChannelsLast(copy.deepcopy(eager)),
             "onnxruntime": OnnxModule(onnx_dir / name / ONNX_FILE),
         }
     md += ["", "## In-process: eager vs channels_last vs ONNX Runtime (whole pipeline, same weights)", "",
