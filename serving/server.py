@@ -129,9 +129,13 @@ class TorchServe:
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         cmd = ["torchserve", "--start", "--foreground", "--ts-config", str(cfg),
                "--model-store", str(self.model_store), "--ncs"]
+        # Its own process group (stopped as a whole, and a terminal's Ctrl-C reaches only the
+        # caller, which stops it in order), but the caller's session: Linux schedules CPU time
+        # per session (autogroup), so TorchServe competes with its caller as one process would,
+        # and in-process and served benchmarks run on equal terms.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         process_group=0)
         deadline = time.monotonic() + timeout
         time.sleep(1.0)
         self._check_alive()
