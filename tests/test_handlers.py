@@ -149,3 +149,28 @@ def test_fast_recombine_matches_lab_round_trip(tiny_weights):
     ab = predict_ab(net, cfg, [img])[0] * 4  # strong chroma reaches the gamut edges too
     fast, ref = np.asarray(recombine(img, ab)).astype(int), np.asarray(recombine_reference(img, ab)).astype(int)
     assert np.abs(fast - ref).max() <= 1
+
+
+def test_workflow_node_refusals_are_held_back_past_torchserves_promise_race(tiny_weights):
+    """TorchServe 0.12 attaches a workflow node's reply promise after queueing its job; an instant
+    reply can be lost (the workflow request then hangs). Node refusals take at least
+    WORKFLOW_MIN_REPLY_S; images and requests outside a workflow are not delayed."""
+    import time
+
+    from handlers.base import WORKFLOW_MIN_REPLY_S
+
+    def timed(name: str, body: bytes) -> tuple[float, bytes]:
+        ctx = FakeContext(str(tiny_weights["colorize"]), name)
+        h = ColorizeHandler()
+        h.initialize(ctx)
+        h.handle([{"body": encode(photo(16, 16))}], ctx)  # warm
+        t0 = time.perf_counter()
+        out = h.handle([{"body": body}], ctx)[0]
+        return time.perf_counter() - t0, out
+
+    took, out = timed("restore__colorize", b"")
+    assert out.startswith(b"{") and took >= WORKFLOW_MIN_REPLY_S
+    took, out = timed("colorize", b"")
+    assert out.startswith(b"{") and took < WORKFLOW_MIN_REPLY_S
+    took, out = timed("restore__colorize", encode(photo(16, 16)))
+    assert out.startswith(b"\x89PNG") and took < WORKFLOW_MIN_REPLY_S
