@@ -176,8 +176,9 @@ def test_bot_job_counters_reach_prometheus(prometheus, stub, bot):
     user = User(4242)
     stub.user_document(user, encode(photo(64, 48, seed=8).convert("L"), "PNG"), "old.png", "image/png")
     stub.wait_for(lambda: stub.calls_of("sendDocument", user.id), 90, "the restored image")
+    # the job is counted once it is finished (after its last Telegram call), so wait for it
+    stub.wait_for(lambda: bot.metric("bot_jobs_total", outcome="ok") >= 1, 30, "the job counted as ok")
     ok = bot.metric("bot_jobs_total", outcome="ok")
-    assert ok >= 1
     assert prometheus.wait_value('sum(bot_jobs_total{job="pix2pix-bot",outcome="ok"})', ok) == ok
     assert prometheus.wait_value('sum(bot_torchserve_request_seconds_count{job="pix2pix-bot"})', 1) >= 1
 
