@@ -3,7 +3,8 @@
 For each endpoint and input size it measures, in one run on one machine:
   * model   — the network alone (forward passes, tiling included);
   * pipeline — the handler's whole work in-process: decode, model, encode (what a worker does);
-  * http    — a client's POST to the running TorchServe, reply read in full;
+  * http    — a client's POST to the running TorchServe, reply read in full (a lean kept-alive
+    HTTP/1.1 client, benchmarks.client, so the client's own Python cost stays out of the figure);
 pipeline and HTTP calls alternate, so both see the same machine conditions; the script
 prints the ratio http / pipeline (TorchServe's overhead). Results go to
 ``results/bench_serving.md`` and ``results/bench_serving.json``.
@@ -23,10 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import requests
 import torch
 from PIL import Image
 
+from benchmarks.client import Client
 from handlers.backends import torch_runner
 from handlers.colorize import colorize_images, load_generator, predict_ab
 from handlers.image_io import decode_image, encode_image
@@ -38,6 +39,7 @@ from serving.server import ROOT, TorchServe, free_port
 
 SIZES = [(256, 256), (512, 512), (1024, 768)]
 PAUSE_S = 0.3  # idle time before each timed call of interleaved_medians
+ENDPOINTS = (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
 TARGETS = {(COLORIZE, (256, 256)): 1.15, (SR_X2, (512, 512)): 1.05}
 
 
@@ -122,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--weights-root", default=str(ROOT / "weights"))
     parser.add_argument("--out", default=str(ROOT / "results"))
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS),
+                        help="comma-separated subset of " + ",".join(ENDPOINTS))
+    parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES),
+                        help="comma-separated WxH input sizes")
     args = parser.parse_args(argv)
+    endpoints = [e for e in args.endpoints.split(",") if e]
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
+    if unknown := set(endpoints) - set(ENDPOINTS):
+        parser.error(f"unknown endpoints: {sorted(unknown)}")
     wroot = Path(args.weights_root)
     sources = {COLORIZE: str(wroot / COLORIZE), SR_X2: str(wroot / SR_X2), SR_X4: str(wroot / SR_X4)}
     for name, path in sources.items():
@@ -141,15 +151,15 @@ def main(argv: list[str] | None = None) -> int:
                         management_port=free_port(), metrics_port=free_port())
         ts.start(timeout=300)
         try:
-            session = requests.Session()
-            for target in (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE):
-                for size in SIZES:
+            client = Client(ts.inference_url)
+            for target in endpoints:
+                for size in sizes:
                     data = test_photo(*size)
                     img = decode_image(data).image
-                    url = ts.inference_url + prediction_path(target)
+                    path = prediction_path(target)
 
-                    def http(url=url, data=data):
-                        r = session.post(url, data=data, headers={"Content-Type": "image/jpeg"}, timeout=600)
+                    def http(path=path, data=data):
+                        r = client.post(path, data)
                         r.raise_for_status()
                         return r.content
 

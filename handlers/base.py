@@ -120,6 +120,7 @@ class ImageHandler:
         self.model_name = self.task
         self.in_workflow = False
         self._metrics = None
+        self._pending: list[tuple[str, float]] = []
 
     # -- TorchServe protocol -------------------------------------------------------------
     def initialize(self, context: Any) -> None:
@@ -145,7 +146,10 @@ class ImageHandler:
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         """One result per request: image bytes, or a JSON error with its own 4xx/5xx status."""
         started = time.perf_counter()
-        results = self._handle(data, context)
+        try:
+            results = self._handle(data, context)
+        finally:
+            self._flush_metrics()
         if self.in_workflow and any(r.startswith(b"{") for r in results):
             # TorchServe 0.12's DagExecutor queues a node's job and only then attaches the promise
             # the reply completes; a reply that arrives in between is lost and the workflow request
@@ -234,7 +238,14 @@ class ImageHandler:
         }
 
     def _metric(self, name: str, value: float) -> None:
+        # Held until the batch is done: each update is a log line the Java frontend parses at
+        # once, and on a small CPU that parsing would compete with the inference threads.
         if self._metrics is not None:
+            self._pending.append((name, value))
+
+    def _flush_metrics(self) -> None:
+        pending, self._pending = self._pending, []
+        for name, value in pending:
             self._metrics[name].add_or_update(value, [self.model_name, "Model"])
 
     def _count_rejection(self, reason: str) -> None:

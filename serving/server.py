@@ -67,6 +67,7 @@ class TorchServe:
     overrides: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     base_config: Path = ROOT / "config.properties"
+    log_config: Path = ROOT / "serving" / "log4j2.xml"
     proc: subprocess.Popen | None = None
     grpc_ports: tuple[int, int] = (7070, 7071)
 
@@ -128,7 +129,7 @@ class TorchServe:
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         cmd = ["torchserve", "--start", "--foreground", "--ts-config", str(cfg),
-               "--model-store", str(self.model_store), "--ncs"]
+               "--model-store", str(self.model_store), "--ncs", "--log-config", str(self.log_config)]
         # Its own process group (stopped as a whole, and a terminal's Ctrl-C reaches only the
         # caller, which stops it in order), but the caller's session: Linux schedules CPU time
         # per session (autogroup), so TorchServe competes with its caller as one process would,

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -197,3 +198,25 @@ def test_colorize_batch_of_concurrent_requests(torchserve, local_models):
         assert r.status_code == 200
         expected = np.asarray(colorize_images(g, cfg, [im])[0]).astype(int)
         assert np.abs(as_array(r.content) - expected).max() <= 1
+
+
+def test_logs_one_access_line_per_request_and_no_per_request_noise(torchserve):
+    """serving/log4j2.xml: each request is in the access log once; the frontend's own log gets
+    no per-request lines (TorchServe's default writes about a dozen per request), and the
+    handler's messages (a refusal here) still reach the model log."""
+    marker = f"/predictions/colorize?probe={time.time_ns()}"
+    ok = requests.post(torchserve.inference_url + marker, data=encode(photo(30, 30), "PNG"),
+                       headers={"Content-Type": "image/png"}, timeout=120)
+    assert ok.status_code == 200
+    assert post(torchserve, "/predictions/colorize", b"nope").status_code == 415
+    logs = torchserve.workdir / "logs"
+    deadline = time.monotonic() + 10
+    while marker not in (logs / "access_log.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (logs / "access_log.log").read_text().count(marker) == 1
+    frontend = torchserve.log_path.read_text(errors="replace")
+    for noise in ("Backend response time", "Looping backend response", "Sending response for jobId",
+                  "result=[METRICS]", "Backend received inference at"):
+        assert noise not in frontend
+    assert "Backend received inference at" not in (logs / "model_log.log").read_text()
+    assert "request 0 refused: 415 UnsupportedMediaType" in (logs / "model_log.log").read_text()
