@@ -112,8 +112,8 @@ def select(net: torch.nn.Module, model_dir: str, device: torch.device) -> tuple[
                      "--onnx`); serving with eager PyTorch", BACKEND_ENV, ONNX_FILE)
         return torch_runner(net, device)
     try:
-        threads = int(os.environ.get("PIX2PIX_TORCH_THREADS") or 0) or None
-        return OnnxModule(path, threads), "onnxruntime"
+        # the worker's thread count (PIX2PIX_TORCH_THREADS / PIX2PIX_MODEL_THREADS, set before this)
+        return OnnxModule(path, torch.get_num_threads()), "onnxruntime"
     except ImportError:
         logger.error("%s=onnxruntime but the onnxruntime package is not installed; serving with eager PyTorch",
                      BACKEND_ENV)

@@ -174,3 +174,21 @@ def test_workflow_node_refusals_are_held_back_past_torchserves_promise_race(tiny
     assert out.startswith(b"{") and took < WORKFLOW_MIN_REPLY_S
     took, out = timed("restore__colorize", encode(photo(16, 16)))
     assert out.startswith(b"\x89PNG") and took < WORKFLOW_MIN_REPLY_S
+
+
+def test_compute_threads_per_model():
+    from handlers.base import compute_threads
+
+    # default: the restore workflow's colourise node gets one thread, everything else the default
+    assert compute_threads("restore__colorize", {}) == 1
+    assert compute_threads("restore__sr_x2", {}) is None
+    assert compute_threads("colorize", {"PIX2PIX_TORCH_THREADS": "3"}) == 3
+    assert compute_threads("restore__colorize", {"PIX2PIX_TORCH_THREADS": "3"}) == 1
+    env = {"PIX2PIX_TORCH_THREADS": "2", "PIX2PIX_MODEL_THREADS": " sr_x4 = 4 , restore__sr_x2=1"}
+    assert compute_threads("sr_x4", env) == 4
+    assert compute_threads("restore__sr_x2", env) == 1
+    assert compute_threads("restore__colorize", env) == 2  # an explicit list replaces the default
+    assert compute_threads("restore__colorize", {"PIX2PIX_MODEL_THREADS": ""}) is None
+    for bad in ("colorize=0", "colorize=two"):
+        with pytest.raises(ValueError, match="colorize"):
+            compute_threads("colorize", {"PIX2PIX_MODEL_THREADS": bad})
