@@ -33,12 +33,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 import torch
 from PIL import Image
 
+from benchmarks.client import Client
 from benchmarks.serving import Models, median_time, test_photo
 from handlers.backends import ONNX_FILE, ChannelsLast, OnnxModule
 from handlers.colorize import colorize_images, load_generator
@@ -89,14 +91,16 @@ def start_ts(store: Path, tmp: Path, name: str, models_json: dict | None = None,
 
 
 def concurrent_run(url: str, data: bytes, concurrency: int, total: int) -> dict:
-    session_headers = {"Content-Type": "image/jpeg"}
+    """``total`` POSTs of ``data`` to ``url`` from ``concurrency`` threads (kept-alive connections)."""
+    parts = urlsplit(url)
+    client = Client(f"{parts.scheme}://{parts.netloc}", timeout=900)
     lat: list[float] = []
 
     def one(_):
         t0 = time.perf_counter()
-        r = requests.post(url, data=data, headers=session_headers, timeout=900)
+        r = client.post(parts.path, data)
         dt = time.perf_counter() - t0
-        ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
+        ok = r.status == 200 and r.content.startswith(b"\x89PNG")
         return dt, ok
 
     t0 = time.perf_counter()
@@ -249,17 +253,14 @@ def main(argv: list[str] | None = None) -> int:
                               f"{r['images_per_s']:.2f} | {rate:.2f} | {r['fraction']:.0%} |")
                     print(md[-1], flush=True)
             # 6. workflow vs client chaining
-            s = requests.Session()
+            s = Client(ts.inference_url)
 
             def chained(data=data):
-                c = s.post(ts.inference_url + prediction_path(COLORIZE), data=data,
-                           headers={"Content-Type": "image/jpeg"}, timeout=600).content
-                return s.post(ts.inference_url + prediction_path(SR_X2), data=c,
-                              headers={"Content-Type": "image/png"}, timeout=600).content
+                c = s.post(prediction_path(COLORIZE), data).content
+                return s.post(prediction_path(SR_X2), c, "image/png").content
 
             def workflow(data=data):
-                return s.post(ts.inference_url + prediction_path(WORKFLOW_RESTORE), data=data,
-                              headers={"Content-Type": "image/jpeg"}, timeout=600).content
+                return s.post(prediction_path(WORKFLOW_RESTORE), data).content
 
             t_chain, t_wf = median_time(chained, repeats * 2), median_time(workflow, repeats * 2)
             report["workflow_vs_chain"] = {"workflow_s": t_wf, "chain_s": t_chain, "ratio": t_wf / t_chain}
