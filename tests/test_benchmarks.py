@@ -1,0 +1,31 @@
+"""`make bench`'s serving benchmark runs end to end (tiny weights, one repeat): the real
+TorchServe, the in-process pipeline, and the echo handler that measures TorchServe's floor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import _java_missing
+
+
+def test_serving_benchmark_runs_and_reports_the_floor(tiny_weights, tmp_path):
+    if _java_missing():
+        pytest.skip("TorchServe needs Java 17")
+    from benchmarks.serving import main
+
+    root = tiny_weights["colorize"].parent
+    out = tmp_path / "results"
+    assert main(["--weights-root", str(root), "--repeats", "1", "--endpoints", "colorize,sr_x2,restore",
+                 "--sizes", "48x40", "--out", str(out)]) == 0
+    rows = {r["endpoint"]: r for r in json.loads((out / "bench_serving.json").read_text())["rows"]}
+    assert set(rows) == {"colorize", "sr_x2", "restore"}
+    for name in ("colorize", "sr_x2"):
+        r = rows[name]
+        assert r["size"] == "48x40"
+        assert r["floor_s"] > 0 and r["http_s"] > 0
+        assert r["floor_ratio"] == pytest.approx((r["pipeline_s"] + r["floor_s"]) / r["pipeline_s"])
+    assert rows["restore"]["floor_s"] is None
+    table = (out / "bench_serving.md").read_text()
+    assert "| colorize | 48x40 |" in table and "(pipeline + floor) / pipeline" in table
