@@ -131,6 +131,27 @@ def models_setting(batch: int, workers: int) -> dict:
     return {COLORIZE: one(COLORIZE, batch), SR_X2: one(SR_X2, 1), SR_X4: one(SR_X4, 1)}
 
 
+TILES = (128, 192, 256, 384, 512, 0)  # SR tile cores to compare; 0 = one untiled pass
+
+
+def tile_sweep(models: Models, repeats: int, size: tuple[int, int] = (1024, 768)) -> tuple[list[dict], list[str]]:
+    """In-process SR time per tile core (overlap as served), same image; outputs compared with
+    the untiled pass. The served default is PIX2PIX_SR_TILE (256)."""
+    img = decode_image(test_photo(*size)).image
+    rows, md = [], ["", f"## SR tile size (in-process, {size[0]}×{size[1]}, overlap 24)", "",
+                    "| model | tile | ms | vs tile 256 | max diff vs untiled (of 255) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, scale in ((SR_X2, 2), (SR_X4, 4)):
+        ref = np.asarray(upscale_image(models.sr[name], img, scale, tile=0), dtype=np.int16)
+        net = models.sr[name]
+        times = {t: median_time(lambda t=t, net=net, scale=scale: upscale_image(net, img, scale, tile=t), repeats)
+                 for t in TILES}
+        for t in TILES:
+            diff = int(np.abs(np.asarray(upscale_image(models.sr[name], img, scale, tile=t), dtype=np.int16) - ref).max())
+            rows.append({"model": name, "tile": t, "seconds": times[t], "max_diff": diff})
+            md.append(f"| {name} | {t or 'untiled'} | {times[t] * 1e3:.0f} | {times[t] / times[256]:.2f} | {diff} |")
+    return rows, md
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(ROOT / "weights"))
@@ -227,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                                          "max_diff": diff})
             md.append(f"| {w}×{h} | ×{scale} | {t_lib * 1e3:.1f} | {ours_t * 1e3:.1f} | {ours_t / t_lib:.2f} | {diff} |")
             print(md[-1], flush=True)
+
+    # 3b. SR tile size
+    report["tiles"], lines = tile_sweep(models, repeats)
+    md += lines
+    print("\n".join(lines), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="pix2pix-sr-suite-") as t:
         tmp = Path(t)
