@@ -34,7 +34,7 @@ HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolu
                  SR_X4: "handlers/super_resolution.py"}
 # Source the workers import, copied into each archive as packages.
 CODE = {
-    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "names.py", "colorize.py",
+    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "png.py", "names.py", "colorize.py",
                  "super_resolution.py", "tiling.py"],
     "training": ["__init__.py", "networks.py", "color.py"],
 }
