@@ -18,12 +18,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from handlers.base import ImageHandler
+from handlers.png import executor
 from training.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from training.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
 
 WEIGHT_FILES = ("generator.safetensors", "latest_net_G.pth", "generator.pth")
-# Rows recombined at a time at full resolution: bounds the float32 working set for huge photos.
-_STRIP_ROWS = 512
+# Pixels recombined at a time at full resolution: bounds the float32 working set for huge photos
+# and keeps each thread's temporaries near the cache (at 4000×3000, strips of 1 M pixels ran
+# 1.12× slower than 256 K).
+_STRIP_PIXELS = 1 << 18
 
 
 def load_generator(model_dir: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, GeneratorConfig]:
@@ -117,6 +120,22 @@ def _f_inv(f: torch.Tensor) -> torch.Tensor:
     return torch.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / 7.787)
 
 
+def _recombine_rows(src: np.ndarray, ab_full: list[np.ndarray], out: np.ndarray, top: int, bottom: int) -> None:
+    """:func:`recombine` for rows ``top``..``bottom``, in strips (writes ``out``)."""
+    luma = torch.tensor([0.212671, 0.715160, 0.072169])
+    rows = max(1, _STRIP_PIXELS // src.shape[1])
+    for start in range(top, bottom, rows):
+        stop = min(bottom, start + rows)
+        lin = torch.from_numpy(_DECODE_LUT_NP[src[start:stop]])  # h×w×3 linear RGB
+        y = lin @ luma
+        fy = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
+        x = _f_inv(fy + torch.from_numpy(ab_full[0][start:stop]) / 500.0) * _WHITE_X
+        z = _f_inv(fy - torch.from_numpy(ab_full[1][start:stop]) / 200.0) * _WHITE_Z
+        rgb_lin = torch.stack([x, y, z], -1) @ _XYZ2RGB.T
+        idx = rgb_lin.clamp_(0.0, 1.0).mul_(_ENCODE_STEPS).round_().long()
+        out[start:stop] = _ENCODE_LUT[idx].numpy()
+
+
 def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
     """Full-resolution L of ``image`` + ab upsampled to its size → RGB, in strips of rows.
 
@@ -133,17 +152,21 @@ def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
     ]
     src = np.asarray(image, dtype=np.uint8)
     out = np.empty_like(src)
-    luma = torch.tensor([0.212671, 0.715160, 0.072169])
-    for top in range(0, height, _STRIP_ROWS):
-        bottom = min(height, top + _STRIP_ROWS)
-        lin = torch.from_numpy(_DECODE_LUT_NP[src[top:bottom]])  # h×w×3 linear RGB
-        y = lin @ luma
-        fy = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
-        x = _f_inv(fy + torch.from_numpy(ab_full[0][top:bottom]) / 500.0) * _WHITE_X
-        z = _f_inv(fy - torch.from_numpy(ab_full[1][top:bottom]) / 200.0) * _WHITE_Z
-        rgb_lin = torch.stack([x, y, z], -1) @ _XYZ2RGB.T
-        idx = rgb_lin.clamp_(0.0, 1.0).mul_(_ENCODE_STEPS).round_().long()
-        out[top:bottom] = _ENCODE_LUT[idx].numpy()
+    # Row ranges in parallel, one torch thread each: the work is element-wise and lookups, and one
+    # range per core ran 1.2-1.35x faster than one range on all cores (1024x768 to 4000x3000,
+    # identical output).
+    threads = torch.get_num_threads()
+    parts = max(1, min(threads, height // 64))
+    bounds = [round(height * i / parts) for i in range(parts + 1)]
+    if parts == 1:
+        _recombine_rows(src, ab_full, out, 0, height)
+    else:
+        torch.set_num_threads(1)
+        try:
+            list(executor(parts).map(lambda i: _recombine_rows(src, ab_full, out, bounds[i], bounds[i + 1]),
+                                     range(parts)))
+        finally:
+            torch.set_num_threads(threads)
     return Image.fromarray(out, "RGB")
 
 

@@ -35,7 +35,8 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
+def executor(workers: int) -> ThreadPoolExecutor:
+    """A shared thread pool with at least ``workers`` threads (for work that releases the GIL)."""
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers < workers:
@@ -107,7 +108,7 @@ def encode_rgb_png(arr: np.ndarray, level: int = 1, strategy: int = zlib.Z_RLE, 
     if parts == 1:
         results = [_deflate_part(*jobs[0])]
     else:
-        results = list(_executor(parts).map(lambda job: _deflate_part(*job), jobs))
+        results = list(executor(parts).map(lambda job: _deflate_part(*job), jobs))
     adler = results[0][1]
     for _, part_adler, part_len in results[1:]:
         adler = adler32_combine(adler, part_adler, part_len)

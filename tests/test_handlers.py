@@ -192,3 +192,22 @@ def test_compute_threads_per_model():
     for bad in ("colorize=0", "colorize=two"):
         with pytest.raises(ValueError, match="colorize"):
             compute_threads("colorize", {"PIX2PIX_MODEL_THREADS": bad})
+
+
+def test_recombine_in_parallel_row_ranges_equals_one_range(tiny_weights):
+    """recombine splits the rows over the torch threads; the picture must not depend on it."""
+    g, cfg = load_generator(str(tiny_weights["colorize"]))
+    from handlers.colorize import predict_ab, recombine
+
+    img = photo(333, 517, seed=4)
+    ab = predict_ab(g, cfg, [img])[0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = np.asarray(recombine(img, ab))
+        torch.set_num_threads(3)
+        three = np.asarray(recombine(img, ab))
+        assert torch.get_num_threads() == 3  # restored after the parallel section
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, three)
