@@ -36,7 +36,7 @@ from handlers.image_io import decode_image, encode_image
 from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
 from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
 from handlers.tiling import upscale_tiled
-from serving.archive import _bin, build_all
+from serving.archive import build_all, tool_path
 from serving.server import MODELS, ROOT, TorchServe, free_port, read_properties
 
 SIZES = [(256, 256), (512, 512), (1024, 768)]
@@ -134,7 +134,7 @@ def build_echo(store: Path, served: dict) -> tuple[dict, dict[str, str]]:
                              "responseTimeout": 60}
         echo_for[name] = echo
     for echo in echo_models:
-        subprocess.run([_bin("torch-model-archiver"), "--model-name", echo, "--version", "1.0",
+        subprocess.run([tool_path("torch-model-archiver"), "--model-name", echo, "--version", "1.0",
                         "--handler", str(ROOT / "benchmarks" / "echo_handler.py"),
                         "--export-path", str(store), "--force"], check=True)
     return echo_models, echo_for
@@ -185,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                     img = decode_image(data).image
                     path = prediction_path(target)
 
-                    def http(path=path, data=data):
+                    reply_bytes: list[int] = []
+
+                    def http(path=path, data=data, reply_bytes=reply_bytes):
                         r = client.post(path, data)
                         r.raise_for_status()
+                        reply_bytes.append(len(r.content))
                         return r.content
 
                     t_model = median_time(models.model_call(target, img), args.repeats)
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                     # TorchServe's floor: a handler that computes nothing, same batching, same sizes
                     t_floor = None
                     if target in echo_for:
-                        body = struct.pack(">Q", len(http())) + data[8:]
+                        body = struct.pack(">Q", reply_bytes[-1]) + data[8:]
                         echo_path = f"/predictions/{echo_for[target]}"
                         t_floor = median_time(lambda body=body, p=echo_path: client.post(p, body).raise_for_status(),
                                               args.repeats)

@@ -27,6 +27,9 @@ JSON_TYPE = "application/json"
 # Shortest reply of a workflow node that answers with an error (see ImageHandler.handle).
 WORKFLOW_MIN_REPLY_S = 0.05
 
+# Fields TorchServe hands over besides the image: query parameters and form fields.
+_NON_IMAGE_KEYS = {"format"}
+
 #: compute threads for named models, over PIX2PIX_TORCH_THREADS: "name=threads,name=threads".
 MODEL_THREADS_ENV = "PIX2PIX_MODEL_THREADS"
 #: The restore workflow's colourise node runs beside its ×2 node: under load both compute at once,
@@ -53,8 +56,6 @@ def compute_threads(model_name: str, environ: dict[str, str] | None = None) -> i
     if n < 1:
         raise ValueError(f"thread count for {model_name} must be at least 1, got {n}")
     return n
-# Fields TorchServe hands over besides the image: query parameters and form fields.
-_NON_IMAGE_KEYS = {"format"}
 
 
 def request_body(row: dict[str, Any]) -> bytes:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from handlers.base import ImageHandler
-from handlers.png import executor
+from handlers.parallel import map_row_ranges
 from training.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from training.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
 
@@ -157,16 +157,12 @@ def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
     # identical output).
     threads = torch.get_num_threads()
     parts = max(1, min(threads, height // 64))
-    bounds = [round(height * i / parts) for i in range(parts + 1)]
-    if parts == 1:
-        _recombine_rows(src, ab_full, out, 0, height)
-    else:
+    if parts > 1:
         torch.set_num_threads(1)
-        try:
-            list(executor(parts).map(lambda i: _recombine_rows(src, ab_full, out, bounds[i], bounds[i + 1]),
-                                     range(parts)))
-        finally:
-            torch.set_num_threads(threads)
+    try:
+        map_row_ranges(lambda _, top, bottom: _recombine_rows(src, ab_full, out, top, bottom), height, parts)
+    finally:
+        torch.set_num_threads(threads)
     return Image.fromarray(out, "RGB")
 
 

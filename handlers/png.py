@@ -19,30 +19,17 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from handlers.parallel import map_row_ranges
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STRIP_ROWS = 64
 MIN_PART_BYTES = 1 << 20  # below this a part is not worth a thread
 IDAT_BYTES = 1 << 20  # IDAT chunk size, as common encoders write them
 _ADLER_BASE = 65521
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def executor(workers: int) -> ThreadPoolExecutor:
-    """A shared thread pool with at least ``workers`` threads (for work that releases the GIL)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png")
-        return _pool
-
 
 def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
     """Adler-32 of A+B from adler32(A), adler32(B) and len(B) (the sums are linear in the data)."""
@@ -103,12 +90,8 @@ def encode_rgb_png(arr: np.ndarray, level: int = 1, strategy: int = zlib.Z_RLE, 
     height, width = arr.shape[:2]
     threads = threads or len(os.sched_getaffinity(0)) or 1
     parts = max(1, min(threads, arr.nbytes // MIN_PART_BYTES, height))
-    bounds = [round(height * i / parts) for i in range(parts + 1)]
-    jobs = [(arr, bounds[i], bounds[i + 1], level, strategy, i == parts - 1) for i in range(parts)]
-    if parts == 1:
-        results = [_deflate_part(*jobs[0])]
-    else:
-        results = list(executor(parts).map(lambda job: _deflate_part(*job), jobs))
+    results = map_row_ranges(lambda i, top, bottom: _deflate_part(arr, top, bottom, level, strategy, i == parts - 1),
+                             height, parts)
     adler = results[0][1]
     for _, part_adler, part_len in results[1:]:
         adler = adler32_combine(adler, part_adler, part_len)

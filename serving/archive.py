@@ -34,13 +34,13 @@ HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolu
                  SR_X4: "handlers/super_resolution.py"}
 # Source the workers import, copied into each archive as packages.
 CODE = {
-    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "png.py", "names.py", "colorize.py",
+    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "parallel.py", "png.py", "names.py", "colorize.py",
                  "super_resolution.py", "tiling.py"],
     "training": ["__init__.py", "networks.py", "color.py"],
 }
 
 
-def _bin(name: str) -> str:
+def tool_path(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
 
@@ -124,7 +124,7 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
     if onnx:
         export_onnx_graph(name, stage, weights)
     cmd = [
-        _bin("torch-model-archiver"), "--model-name", name, "--version", "1.0",
+        tool_path("torch-model-archiver"), "--model-name", name, "--version", "1.0",
         "--handler", str(ROOT / HANDLER_FILES[name]),
         "--serialized-file", str(serialized),
         "--extra-files", str(stage),
@@ -137,7 +137,7 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
 def build_workflow(export: Path) -> Path:
     """Archive the ``restore`` workflow (spec + node functions) into ``export/restore.war``."""
     cmd = [
-        _bin("torch-workflow-archiver"), "--workflow-name", WORKFLOW_RESTORE,
+        tool_path("torch-workflow-archiver"), "--workflow-name", WORKFLOW_RESTORE,
         "--spec-file", str(ROOT / "serving" / "restore.yaml"),
         "--handler", str(ROOT / "serving" / "restore_workflow.py"),
         "--export-path", str(export), "--force",
