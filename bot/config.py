@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handlers.image_io import MB, Limits
-from handlers.names import (
+from restoration.image_io import MB, Limits
+from restoration.names import (
     BOT_METRICS_PORT,
     DEFAULT_TELEGRAM_API_BASE,
     DEFAULT_TORCHSERVE_URL,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from handlers.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
 
 
 class Mode(StrEnum):

@@ -20,7 +20,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramFor
 from aiogram.types import BufferedInputFile, ReplyParameters
 from PIL import Image
 
-from handlers.image_io import ImageError, decode_image
+from restoration.image_io import ImageError, decode_image
 
 from . import metrics
 from .config import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from handlers.image_io import MB, MP, Limits
+from restoration.image_io import MB, MP, Limits
 
 from .modes import Mode
 
@@ -155,7 +155,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ru": "{mode} · превью {pw}×{ph}; полное изображение {width}×{height} — в файле ниже.",
     },
     "caption_compare": {"en": "Before / after", "ru": "До / после"},
-    # Refusals of an image, by the `type` of handlers.image_io.ImageError (the API's error body).
+    # Refusals of an image, by the `type` of restoration.image_io.ImageError (the API's error body).
     "err_TooManyPixels": {
         "en": "The image is too large ({size}); I accept up to {max_mp:.0f} MP. Send a smaller image.",
         "ru": "Изображение слишком большое ({size}); я принимаю до {max_mp:.0f} Мпикс. Пришлите поменьше.",

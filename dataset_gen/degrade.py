@@ -59,23 +59,36 @@ def old_photo(img: Image.Image, rng: np.random.Generator, strength: float = 1.0)
 
 def low_res(hr: Image.Image, scale: int, rng: np.random.Generator | None = None, degrade: bool = False
             ) -> tuple[Image.Image, dict]:
-    """Bicubic ×1/scale copy, optionally with blur, noise and JPEG (for robust SR)."""
+    """Bicubic ×1/scale copy (PIL, antialiased). With ``degrade``, mild real-world damage as in
+    the BSRGAN / Real-ESRGAN degradation models: Gaussian blur (on the HR before downscaling, or on
+    the LR), Gaussian noise and JPEG at quality 60-95, each with a probability, applied in a random
+    order; the order and parameters go into the manifest."""
     w, h = hr.size
+    p: dict = {"scale": scale, "blur": 0.0, "noise": 0.0, "jpeg": 0, "order": []}
+    if not (degrade and rng is not None):
+        return hr.resize((w // scale, h // scale), Image.Resampling.BICUBIC), p
+    ops = ["blur", "noise", "jpeg"]
+    ops = [ops[i] for i in rng.permutation(3)]
+    blur_first = bool(rng.random() < 0.5)
+    p["blur"] = float(rng.uniform(0.2, 1.2)) if rng.random() < 0.5 else 0.0
+    p["noise"] = float(rng.uniform(0.5, 5.0)) if rng.random() < 0.4 else 0.0
+    p["jpeg"] = int(rng.integers(60, 96)) if rng.random() < 0.7 else 0
     img = hr
-    p: dict = {"scale": scale, "blur": 0.0, "noise": 0.0, "jpeg": 0}
-    if degrade and rng is not None:
-        p["blur"] = float(rng.uniform(0, 1.0)) if rng.random() < 0.5 else 0.0
-        if p["blur"]:
-            img = img.filter(ImageFilter.GaussianBlur(p["blur"]))
+    if p["blur"] and blur_first:
+        img = img.filter(ImageFilter.GaussianBlur(p["blur"]))
+        p["order"].append("blur_hr")
     lr = img.resize((w // scale, h // scale), Image.Resampling.BICUBIC)
-    if degrade and rng is not None:
-        p["noise"] = float(rng.uniform(0, 4)) if rng.random() < 0.5 else 0.0
-        if p["noise"]:
+    for op in ops:
+        if op == "blur" and p["blur"] and not blur_first:
+            lr = lr.filter(ImageFilter.GaussianBlur(p["blur"] / scale))
+        elif op == "noise" and p["noise"]:
             arr = np.asarray(lr, np.float32) + rng.normal(0, p["noise"], (lr.height, lr.width, 3))
             lr = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-        p["jpeg"] = int(rng.uniform(60, 95)) if rng.random() < 0.4 else 0
-        if p["jpeg"]:
+        elif op == "jpeg" and p["jpeg"]:
             lr = jpeg(lr, p["jpeg"])
+        else:
+            continue
+        p["order"].append(op)
     return lr, p
 
 

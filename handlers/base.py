@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from handlers import backends
-from handlers.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
+from restoration.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
 
 logger = logging.getLogger(__name__)
 

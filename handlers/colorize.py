@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from handlers.base import ImageHandler
-from handlers.parallel import map_row_ranges
-from training.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
-from training.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
+from restoration.parallel import map_row_ranges
+from restoration.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
 
 WEIGHT_FILES = ("generator.safetensors", "latest_net_G.pth", "generator.pth")
 # Pixels recombined at a time at full resolution: bounds the float32 working set for huge photos
@@ -141,7 +141,7 @@ def recombine(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
 
     The luminance is kept exactly: Y (relative luminance) of the input pixel is reused as is,
     so only X and Z come from the predicted chroma. Equivalent to converting to Lab, replacing
-    a and b, and converting back (``training.color``), to within one 8-bit level.
+    a and b, and converting back (``restoration.color``), to within one 8-bit level.
     """
     width, height = image.size
     # Chroma upsampling in PIL's float mode: cheap in memory even for 40 MP photos.

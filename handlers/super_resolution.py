@@ -3,7 +3,7 @@
 The model directory is laid out as the library saves it: ``config.json`` (with ``model_type``
 and ``scale``) and ``pytorch_model_{scale}x.pt``, or ``model_{scale}x.safetensors``. Weights
 are read from the archive only; nothing is fetched at serve time.  Large inputs are upscaled
-in overlapping tiles (see :mod:`handlers.tiling`).
+in overlapping tiles (see :mod:`restoration.tiling`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from handlers.base import ImageHandler
-from handlers.tiling import upscale_tiled
+from restoration.tiling import upscale_tiled
 
 # super-image model types this service can load, by the `model_type` in config.json.
 MODEL_TYPES = ("EDSR", "MSRN", "A2N", "CARN", "PAN", "MDSR", "AWSRN", "DRLN", "HAN", "RCAN")

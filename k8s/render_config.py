@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from handlers.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT
+from restoration.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT
 from serving.server import read_properties
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,19 +25,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from handlers.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
+from restoration.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = {COLORIZE: ROOT / "weights" / COLORIZE, SR_X2: ROOT / "weights" / SR_X2, SR_X4: ROOT / "weights" / SR_X4}
 ENV_VARS = {COLORIZE: "COLORIZE_WEIGHTS", SR_X2: "SR_X2_WEIGHTS", SR_X4: "SR_X4_WEIGHTS"}
 HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolution.py",
                  SR_X4: "handlers/super_resolution.py"}
-# Source the workers import, copied into each archive as packages.
-CODE = {
-    "handlers": ["__init__.py", "backends.py", "base.py", "image_io.py", "parallel.py", "png.py", "names.py", "colorize.py",
-                 "super_resolution.py", "tiling.py"],
-    "training": ["__init__.py", "networks.py", "color.py"],
-}
+# Packages the workers import, copied whole into each archive (every module, no hand-kept list):
+# the core (models, colour, image decoding) and the TorchServe adapters.
+PACKAGES = ("restoration", "handlers")
 
 
 def tool_path(name: str) -> str:
@@ -46,10 +43,9 @@ def tool_path(name: str) -> str:
 
 
 def _stage_code(stage: Path) -> None:
-    for package, files in CODE.items():
-        (stage / package).mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy2(ROOT / package / f, stage / package / f)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, stage / package, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def resolve_sr(source: str, scale: int, tmp: Path) -> Path:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from handlers.names import (
+from restoration.names import (
     COLORIZE,
     ENV_BOT_TOKEN,
     ENV_TORCHSERVE_URL,

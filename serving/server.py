@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from handlers.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, MODELS, WORKFLOW_RESTORE
+from restoration.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, MODELS, WORKFLOW_RESTORE
 
 ROOT = Path(__file__).resolve().parent.parent
 

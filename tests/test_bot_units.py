@@ -23,7 +23,7 @@ from bot.routers.images import looks_like_image
 from bot.store import JobStore
 from bot.texts import _TEXTS, COMMANDS, LANGUAGES, MODE_NAMES, help_text, image_error_text, language_of, text
 from bot.torchserve import TorchServeClient, TorchServeError, parse_error, sniff_image_type
-from handlers.image_io import MB, ImageError, Limits, check_dimensions
+from restoration.image_io import MB, ImageError, Limits, check_dimensions
 from serving.server import free_port
 
 # -- modes, keyboards ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handlers.image_io import ImageError, Limits, check_dimensions, decode_image, encode_image, output_format
+from restoration.image_io import ImageError, Limits, check_dimensions, decode_image, encode_image, output_format
 from tests.conftest import encode, photo
 
 
@@ -156,7 +156,7 @@ def test_encode_png_and_jpeg():
     assert encode_image(img, "jpeg").startswith(b"\xff\xd8")
 
 
-# -- handlers.png: the fast RGB PNG writer -------------------------------------------------------
+# -- restoration.png: the fast RGB PNG writer -------------------------------------------------------
 
 
 def _idat_stream(png: bytes) -> bytes:
@@ -170,7 +170,7 @@ def _idat_stream(png: bytes) -> bytes:
 
 
 def test_adler32_combine_matches_zlib():
-    from handlers.png import adler32_combine
+    from restoration.png import adler32_combine
 
     rng = np.random.default_rng(3)
     for n1, n2 in ((0, 5), (1, 1), (1000, 70000), (65521, 65522), (300000, 12)):
@@ -181,7 +181,7 @@ def test_adler32_combine_matches_zlib():
 @pytest.mark.parametrize("shape", [(1, 1), (1, 37), (53, 1), (64, 64), (129, 200), (700, 300)])
 @pytest.mark.parametrize("content", ["noise", "photo", "flat"])
 def test_fast_png_is_pixel_exact_and_a_valid_zlib_stream(shape, content, monkeypatch):
-    import handlers.png as fast_png
+    import restoration.png as fast_png
 
     # small parts, strips and IDAT chunks, so every seam is crossed even on small images
     monkeypatch.setattr(fast_png, "MIN_PART_BYTES", 1000)
@@ -211,6 +211,6 @@ def test_encode_image_png_uses_the_fast_writer_and_round_trips():
     grey = img.convert("L")  # other modes keep Pillow's encoder
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_image(grey)))), np.asarray(grey))
     with pytest.raises(ValueError):
-        from handlers.png import encode_rgb_png
+        from restoration.png import encode_rgb_png
 
         encode_rgb_png(np.zeros((4, 4), np.uint8))

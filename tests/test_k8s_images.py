@@ -113,7 +113,7 @@ def test_copy_sources_exist_and_are_in_the_build_context(name):
 
 
 def test_archive_names_match_what_the_config_loads():
-    from handlers.names import MODELS, WORKFLOW_RESTORE
+    from restoration.names import MODELS, WORKFLOW_RESTORE
     from serving.server import read_properties
 
     props = read_properties(ROOT / "k8s" / "base" / "torchserve" / "config.properties")
@@ -130,13 +130,16 @@ def test_images_run_as_a_non_root_user(name):
     assert entry and entry[-1].startswith("[")
 
 
-def test_bot_image_copies_only_what_the_bot_imports():
-    copied = " ".join(copy_sources("Dockerfile.bot"))
+def test_bot_image_copies_the_packages_the_bot_imports():
+    copied = copy_sources("Dockerfile.bot")
     imported = set()
     for f in (ROOT / "bot").rglob("*.py"):
-        imported |= set(re.findall(r"^from (handlers\.\w+) import", f.read_text(), re.M))
-    for module in imported:
-        assert module.replace(".", "/") + ".py" in copied, f"the bot imports {module}; Dockerfile.bot does not copy it"
+        imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", f.read_text(), re.M))
+    project = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert "restoration" in imported  # the shared core
+    assert "handlers" not in imported and "training" not in imported  # no TorchServe or training code
+    for package in imported & project:
+        assert package in copied or f"{package}/" in copied, f"the bot imports {package}; Dockerfile.bot does not copy it"
 
 
 def test_build_script_is_valid_bash_and_refuses_latest(tmp_path):

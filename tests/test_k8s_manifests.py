@@ -3,7 +3,7 @@
 Offline checks of k8s/: `kubectl kustomize` renders the overlays (and the optional components),
 `kubernetes-validate` checks every built-in object in strict mode against a pinned Kubernetes
 version, and consistency tests tie ports, probes, names and security settings to
-config.properties, handlers/names.py and TorchServe's API. prometheus-operator objects (CRDs) have
+config.properties, restoration/names.py and TorchServe's API. prometheus-operator objects (CRDs) have
 no schema here: they are checked structurally, and their rules by promtool.
 """
 

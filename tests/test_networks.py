@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.networks import (
+from restoration.networks import (
     GeneratorConfig,
     clean_reference_state_dict,
     define_D,

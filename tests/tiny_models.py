@@ -16,7 +16,7 @@ def make_colorize(root: Path, seed: int = 0, work_size: int = 64, num_downs: int
     """A small UNet colouriser in ``root/colorize`` (config.json + generator.safetensors)."""
     from safetensors.torch import save_file
 
-    from training.networks import GeneratorConfig, define_G, init_weights
+    from restoration.networks import GeneratorConfig, define_G, init_weights
 
     torch.manual_seed(seed)
     cfg = GeneratorConfig(num_downs=num_downs, ngf=ngf, work_size=work_size, norm="batch")

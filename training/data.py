@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training.color import normalize_ab, normalize_l, rgb_to_lab
+from restoration.color import normalize_ab, normalize_l, rgb_to_lab
 
 
 def list_pngs(folder: Path) -> list[Path]:

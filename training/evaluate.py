@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from handlers.colorize import colorize_images, load_generator
-from handlers.image_io import decode_image
+from restoration.image_io import decode_image
 from handlers.super_resolution import load_sr_model, upscale_image
 from training.data import to_tensor
 from training.metrics import colourfulness, psnr, psnr_y, ssim

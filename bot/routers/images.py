@@ -6,7 +6,7 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Document, Message
 
-from handlers.image_io import ImageError, check_dimensions
+from restoration.image_io import ImageError, check_dimensions
 
 from ..config import Settings
 from ..intake import Intake, Request
@@ -16,7 +16,7 @@ from .commands import preferences
 
 router = Router(name="images")
 
-# Documents worth downloading; the bytes are still checked by handlers.image_io, whatever the name says.
+# Documents worth downloading; the bytes are still checked by restoration.image_io, whatever the name says.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif")
 
 

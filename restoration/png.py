@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from handlers.parallel import map_row_ranges
+from restoration.parallel import map_row_ranges
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STRIP_ROWS = 64
