@@ -32,9 +32,9 @@ from PIL import Image
 from benchmarks.client import Client
 from handlers.backends import torch_runner
 from handlers.colorize import colorize_images, load_generator, predict_ab
+from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
 from restoration.image_io import decode_image, encode_image
 from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
-from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
 from restoration.tiling import upscale_tiled
 from serving.archive import build_all, tool_path
 from serving.server import MODELS, ROOT, TorchServe, free_port, read_properties

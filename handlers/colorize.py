@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from handlers.base import ImageHandler
-from restoration.parallel import map_row_ranges
 from restoration.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
+from restoration.parallel import map_row_ranges
 
 WEIGHT_FILES = ("generator.safetensors", "latest_net_G.pth", "generator.pth")
 # Pixels recombined at a time at full resolution: bounds the float32 working set for huge photos

@@ -14,8 +14,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from handlers.colorize import colorize_images, load_generator
-from restoration.image_io import decode_image
 from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.image_io import decode_image
 from serving.server import ROOT
 
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 from handlers.colorize import ColorizeHandler, colorize_images, load_generator
 from handlers.super_resolution import SuperResolutionHandler, load_sr_model, upscale_image
+from restoration.color import rgb_to_lab
 from restoration.tiling import tile_grid, upscale_tiled
 from tests.conftest import encode, photo
-from restoration.color import rgb_to_lab
 
 
 class FakeContext:

@@ -15,8 +15,8 @@ import requests
 from PIL import Image
 
 from handlers.colorize import colorize_images, load_generator
-from restoration.image_io import encode_image
 from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.image_io import encode_image
 from tests.conftest import encode, photo
 
 pytestmark = pytest.mark.integration

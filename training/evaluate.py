@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from handlers.colorize import colorize_images, load_generator
-from restoration.image_io import decode_image
 from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.image_io import decode_image
 from training.data import to_tensor
 from training.metrics import colourfulness, psnr, psnr_y, ssim
 

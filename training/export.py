@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from restoration.networks import GeneratorConfig, define_G
 from training.data import PairDataset, SRDataset
 from training.metrics import psnr
-from restoration.networks import GeneratorConfig, define_G
 
 # fp16 weights are kept when their outputs match fp32's at least this closely (PSNR between the
 # two outputs; 48 dB is an error of one 8-bit level), so the served picture does not change.

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training import config
 from restoration.color import denormalize_ab, denormalize_l, lab_to_rgb
+from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
+from training import config
 from training.data import PairDataset
 from training.metrics import colourfulness, psnr, ssim
-from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
 
 DEFAULTS = {
     "data": "data/colorize",
