@@ -31,11 +31,11 @@ from PIL import Image
 
 from benchmarks.client import Client
 from handlers.backends import torch_runner
-from handlers.colorize import colorize_images, load_generator, predict_ab
-from handlers.super_resolution import image_to_tensor, load_sr_model, upscale_image
+from restoration.colorizer import colorize_images, load_generator, predict_ab
 from restoration.image_io import decode_image, encode_image
 from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
 from restoration.tiling import upscale_tiled
+from restoration.upscaler import image_to_tensor, load_sr_model, upscale_image
 from serving.archive import build_all, tool_path
 from serving.server import MODELS, ROOT, TorchServe, free_port, read_properties
 

@@ -43,10 +43,10 @@ from PIL import Image
 from benchmarks.client import Client
 from benchmarks.serving import Models, median_time, test_photo
 from handlers.backends import ONNX_FILE, ChannelsLast, OnnxModule
-from handlers.colorize import colorize_images, load_generator
-from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import Limits, decode_image
 from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from restoration.upscaler import load_sr_model, upscale_image
 from serving.archive import build_all, export_onnx_graph
 from serving.server import ROOT, TorchServe, free_port
 

@@ -18,34 +18,28 @@ On GPUs the setting is ignored: eager PyTorch on CUDA is used there.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from restoration.settings import WorkerSettings
+
 logger = logging.getLogger(__name__)
 
 BACKEND_ENV = "PIX2PIX_BACKEND"
 CHANNELS_LAST_ENV = "PIX2PIX_CHANNELS_LAST"
-BACKENDS = ("torch", "onnxruntime")
 ONNX_FILE = "model.onnx"
 # Opset of the exported graphs (ONNX Runtime 1.2x runs it on every CPU).
 OPSET = 18
 
 
 def backend_setting() -> str:
-    value = os.environ.get(BACKEND_ENV, "torch").strip().lower() or "torch"
-    if value not in BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}={value!r}: use one of {', '.join(BACKENDS)}")
-    return value
+    return WorkerSettings.from_env().backend
 
 
 def channels_last_setting() -> bool:
-    value = os.environ.get(CHANNELS_LAST_ENV, "1").strip().lower()
-    if value not in ("0", "1", "true", "false", "yes", "no", "on", "off", ""):
-        raise ValueError(f"{CHANNELS_LAST_ENV}={value!r}: use 1 or 0")
-    return value in ("1", "true", "yes", "on", "")
+    return WorkerSettings.from_env().channels_last
 
 
 class ChannelsLast:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from PIL import Image
 
 from handlers import backends
 from restoration.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
+from restoration.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -28,34 +28,11 @@ JSON_TYPE = "application/json"
 WORKFLOW_MIN_REPLY_S = 0.05
 
 # Fields TorchServe hands over besides the image: query parameters and form fields.
-_NON_IMAGE_KEYS = {"format"}
-
-#: compute threads for named models, over PIX2PIX_TORCH_THREADS: "name=threads,name=threads".
-MODEL_THREADS_ENV = "PIX2PIX_MODEL_THREADS"
-#: The restore workflow's colourise node runs beside its ×2 node: under load both compute at once,
-#: and with all cores each they oversubscribe the CPU. The colourise step is about a tenth of the
-#: work, so one thread costs a lone request little and keeps the ×2 node's threads on their cores
-#: (make bench: restore at concurrency 16 went from 2.2 to 4.0 images/s on 2 cores).
-DEFAULT_MODEL_THREADS = "restore__colorize=1"
-
+_NON_IMAGE_KEYS = {"format", "vividness", "strength"}
 
 def compute_threads(model_name: str, environ: dict[str, str] | None = None) -> int | None:
     """The thread count configured for ``model_name`` (None: leave PyTorch's default)."""
-    env = os.environ if environ is None else environ
-    threads = env.get("PIX2PIX_TORCH_THREADS") or None
-    for item in env.get(MODEL_THREADS_ENV, DEFAULT_MODEL_THREADS).split(","):
-        name, sep, value = item.strip().partition("=")
-        if sep and name.strip() == model_name:
-            threads = value.strip()
-    if threads is None:
-        return None
-    try:
-        n = int(threads)
-    except ValueError:
-        raise ValueError(f"thread count for {model_name} must be a whole number, got {threads!r}") from None
-    if n < 1:
-        raise ValueError(f"thread count for {model_name} must be at least 1, got {n}")
-    return n
+    return WorkerSettings.from_env(environ).threads_for(model_name)
 
 
 def request_body(row: dict[str, Any]) -> bytes:
@@ -95,7 +72,7 @@ def _as_bytes(value: Any) -> bytes:
     return bytes(value)
 
 
-def query_value(row: dict[str, Any], key: str) -> str | None:
+def form_field(row: dict[str, Any], key: str) -> str | None:
     """A form field of a multipart request (``curl -F format=jpeg -F data=@x.png``).
 
     TorchServe 0.12 does not hand URL query parameters to handlers; form fields it does.
@@ -189,40 +166,41 @@ class ImageHandler:
 
     def _handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         results: list[bytes | None] = [None] * len(data)
-        accepted: list[tuple[int, Image.Image, str]] = []
+        accepted: list[tuple[int, Image.Image, str, dict]] = []
         for i, row in enumerate(data):
             t0 = time.perf_counter()
             try:
-                fmt = output_format(_header(context, i, "Accept"), query_value(row, "format"))
+                fmt = output_format(request_header(context, i, "Accept"), form_field(row, "format"))
                 body = request_body(row)
                 upstream = upstream_error(body) if self.in_workflow else None
                 if upstream is not None:
                     # An earlier workflow node refused the image: hand its verdict on unchanged.
                     raise upstream
+                options = self.request_options(context, i, row)
                 decoded = decode_image(body, self.limits, scale=self.scale)
             except ImageError as err:
                 self._reject(context, i, err, results)
                 continue
             self._metric("DecodeSeconds", time.perf_counter() - t0)
             self._metric("InputMegapixels", decoded.megapixels)
-            accepted.append((i, decoded.image, fmt))
+            accepted.append((i, decoded.image, fmt, options))
 
         if accepted:
             t0 = time.perf_counter()
             try:
-                outputs = self.restore_batch([img for _, img, _ in accepted])
+                outputs = self.restore_batch([a[1] for a in accepted], [a[3] for a in accepted])
             except ImageError as err:
-                for i, _, _ in accepted:
+                for i, *_ in accepted:
                     self._reject(context, i, err, results)
                 outputs = []
             except torch.OutOfMemoryError:
                 err = ImageError(503, "OutOfMemory", "the server ran out of memory for this image; "
                                                      "retry later or send a smaller image")
-                for i, _, _ in accepted:
+                for i, *_ in accepted:
                     self._reject(context, i, err, results)
                 outputs = []
             self._metric("InferenceSeconds", time.perf_counter() - t0)
-            for (i, _, fmt), out in zip(accepted, outputs, strict=False):
+            for (i, _, fmt, _), out in zip(accepted, outputs, strict=False):
                 t1 = time.perf_counter()
                 results[i] = encode_image(out, fmt)
                 context.set_response_content_type(i, CONTENT_TYPES[fmt])
@@ -237,7 +215,11 @@ class ImageHandler:
         """Restore one upright sRGB image."""
         raise NotImplementedError
 
-    def restore_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+    def request_options(self, context: Any, i: int, row: dict[str, Any]) -> dict:
+        """Per-request settings (headers, form fields); raise ImageError for a bad value."""
+        return {}
+
+    def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         """Restore several images; subclasses that can stack inputs override this."""
         return [self.restore(img) for img in images]
 
@@ -282,7 +264,7 @@ class ImageHandler:
             self._metrics["Rejections"].add_or_update(1, [self.model_name, "Model", reason])
 
 
-def _header(context: Any, i: int, key: str) -> str | None:
+def request_header(context: Any, i: int, key: str) -> str | None:
     try:
         return context.get_request_header(i, key)
     except (AttributeError, KeyError, IndexError):

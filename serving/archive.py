@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from restoration.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
+from restoration.settings import env_flag
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = {COLORIZE: ROOT / "weights" / COLORIZE, SR_X2: ROOT / "weights" / SR_X2, SR_X4: ROOT / "weights" / SR_X4}
@@ -55,7 +56,7 @@ def resolve_sr(source: str, scale: int, tmp: Path) -> Path:
         return path
     if "/" not in source:
         raise SystemExit(f"{source!r} is neither a directory nor a hub name like 'eugenesiow/edsr-base'")
-    from handlers.super_resolution import MODEL_TYPES, _classes
+    from restoration.upscaler import MODEL_TYPES, _classes
 
     # Hub names carry the architecture (eugenesiow/edsr-base, eugenesiow/msrn, ...).
     model_type = next((t for t in MODEL_TYPES if t.lower() in source.lower()), "EDSR")
@@ -77,13 +78,16 @@ def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
     from handlers.backends import ONNX_FILE, export_onnx
 
     if name == COLORIZE:
-        from handlers.colorize import load_generator, padded_side
+        import math
+
+        from restoration.colorizer import input_multiple, load_generator
 
         net, cfg = load_generator(str(weights))
-        side = padded_side(cfg.work_size, cfg.num_downs)
-        # batches of 1..64 inputs, each padded to the same square (handlers/colorize.py)
-        return export_onnx(net, torch.zeros(2, cfg.input_nc, side, side), stage / ONNX_FILE, {0: "batch"})
-    from handlers.super_resolution import load_sr_model
+        m = input_multiple(cfg)
+        side = max(m, math.ceil(cfg.work_size / m) * m)
+        # batches of 1..64 inputs, each padded to the same square (restoration/colorizer.py)
+        return export_onnx(net, torch.zeros(2, 1, side, side), stage / ONNX_FILE, {0: "batch"})
+    from restoration.upscaler import load_sr_model
 
     net, _ = load_sr_model(str(weights), scale=SR_SCALES[name])
     return export_onnx(net, torch.rand(1, 3, 48, 40), stage / ONNX_FILE, {2: "height", 3: "width"})
@@ -146,7 +150,7 @@ def build_all(export: Path, sources: dict[str, str], onnx: bool | None = None) -
     """Build every archive into ``export``; ``sources`` maps model name → weights dir or hub name;
     ``onnx`` adds ONNX graphs (default: the ``PIX2PIX_ONNX`` environment variable)."""
     if onnx is None:
-        onnx = os.environ.get("PIX2PIX_ONNX", "").strip().lower() in ("1", "true", "yes")
+        onnx = env_flag("PIX2PIX_ONNX", False)
     export.mkdir(parents=True, exist_ok=True)
     built = []
     with tempfile.TemporaryDirectory(prefix="pix2pix-sr-archive-") as t:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from handlers.colorize import colorize_images, load_generator
-from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import decode_image
+from restoration.upscaler import load_sr_model, upscale_image
 from serving.server import ROOT
 
 

@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from handlers.colorize import ColorizeHandler, colorize_images, load_generator
-from handlers.super_resolution import SuperResolutionHandler, load_sr_model, upscale_image
+from handlers.colorize import ColorizeHandler
+from handlers.super_resolution import SuperResolutionHandler
 from restoration.color import rgb_to_lab
+from restoration.colorizer import colorize_images, load_generator
 from restoration.tiling import tile_grid, upscale_tiled
+from restoration.upscaler import load_sr_model, upscale_image
 from tests.conftest import encode, photo
 
 
@@ -142,7 +144,7 @@ def test_sr_loader_rejects_mismatched_weights(tmp_path, tiny_weights):
 
 
 def test_fast_recombine_matches_lab_round_trip(tiny_weights):
-    from handlers.colorize import predict_ab, recombine, recombine_reference
+    from restoration.colorizer import predict_ab, recombine, recombine_reference
 
     net, cfg = load_generator(str(tiny_weights["colorize"]))
     img = photo(333, 211, seed=9)
@@ -197,7 +199,7 @@ def test_compute_threads_per_model():
 def test_recombine_in_parallel_row_ranges_equals_one_range(tiny_weights):
     """recombine splits the rows over the torch threads; the picture must not depend on it."""
     g, cfg = load_generator(str(tiny_weights["colorize"]))
-    from handlers.colorize import predict_ab, recombine
+    from restoration.colorizer import predict_ab, recombine
 
     img = photo(333, 517, seed=4)
     ab = predict_ab(g, cfg, [img])[0]

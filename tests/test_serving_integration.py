@@ -14,9 +14,9 @@ import pytest
 import requests
 from PIL import Image
 
-from handlers.colorize import colorize_images, load_generator
-from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import encode_image
+from restoration.upscaler import load_sr_model, upscale_image
 from tests.conftest import encode, photo
 
 pytestmark = pytest.mark.integration

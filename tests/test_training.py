@@ -105,8 +105,8 @@ def test_sr_loss_goes_down_and_resume_is_exact(sr_data, tmp_path):
 
 
 def test_export_is_served_by_the_handlers(colour_data, sr_data, tmp_path):
-    from handlers.colorize import colorize_images, load_generator
-    from handlers.super_resolution import load_sr_model, upscale_image
+    from restoration.colorizer import colorize_images, load_generator
+    from restoration.upscaler import load_sr_model, upscale_image
     from tests.conftest import photo
     from training.export import export_colorize, export_sr
 

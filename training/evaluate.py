@@ -6,7 +6,7 @@
   against the baseline of returning the grey input;
 - SR ×2/×4: PSNR on the Y channel (border shaved by the scale) and SSIM of the upscaled
   bicubic-downscaled photo vs the photo, against bicubic and Lanczos upscaling.
-The same functions as the serving handlers are used (handlers.colorize, handlers.super_resolution).
+The same functions as the serving handlers are used (restoration.colorizer, restoration.upscaler).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from handlers.colorize import colorize_images, load_generator
-from handlers.super_resolution import load_sr_model, upscale_image
+from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import decode_image
+from restoration.upscaler import load_sr_model, upscale_image
 from training.data import to_tensor
 from training.metrics import colourfulness, psnr, psnr_y, ssim
 

@@ -1,0 +1,212 @@
+"""Train the classification colouriser (restoration.chroma): L in, a distribution over ab bins out.
+
+    python -m training.train_colorizer --config training/configs/colorize_cls_cpu.yaml [key=value ...]
+
+Recipe (Zhang et al., 2016, with Iizuka et al.'s global branch): targets soft-encoded to the 5
+nearest of the in-gamut ab bins (σ = 5), cross-entropy weighted by class rebalancing
+(λ = 0.5 against the smoothed ab prior of the training set, measured at the start of the run
+and kept in the checkpoint), chroma predicted at a quarter of the input, EMA of the weights.
+Validation decodes with the annealed mean at several temperatures and reports PSNR of the
+recombined RGB against the photo, the grey baseline, and the colourfulness ratio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from restoration.chroma import ChromaConfig, annealed_mean, build, rebalance_weights, soft_encode
+from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
+from restoration.weights import COLORIZE_FILE, save_tensors, write_config
+from training.config import load_config
+from training.data import list_pngs, to_tensor
+from training.loop import EMA, Run, cosine_lr
+from training.metrics import colourfulness, psnr
+
+DEFAULTS = {
+    "data": "data/colorize", "out": "runs/colorize_cls", "width": 64, "blocks": 4, "work_size": 256,
+    "crop_size": 96, "load_size": 112, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200,
+    "steps": 8000, "minutes": 0, "lam": 0.5, "ema": 0.999, "prior_batches": 60, "eval_every": 1000,
+    "eval_size": 192, "eval_max": 64, "ckpt_every": 250, "threads": 0, "seed": 0, "resume": False,
+    "init": "", "temperatures": [1.0, 0.6, 0.38, 0.25],
+}
+
+
+class CachedPairs:
+    """Aligned grey|colour pairs decoded once, resized to ``load_size``² and kept as uint8 in memory;
+    a batch is a pure function of (seed, step): random crops and flips (no colour jitter, which
+    would teach wrong object colours)."""
+
+    def __init__(self, folder: Path, load_size: int, crop_size: int) -> None:
+        files = list_pngs(folder)
+        a_list, b_list = [], []
+        for path in files:
+            with Image.open(path) as im:
+                ab = im.convert("RGB")
+            half = ab.width // 2
+            size = (load_size, load_size)
+            a_list.append(np.asarray(ab.crop((0, 0, half, ab.height)).convert("L").resize(size, Image.Resampling.BICUBIC)))
+            b_list.append(np.asarray(ab.crop((half, 0, ab.width, ab.height)).resize(size, Image.Resampling.BICUBIC)))
+        self.a = torch.from_numpy(np.stack(a_list))  # N×S×S grey inputs (possibly aged)
+        self.b = torch.from_numpy(np.stack(b_list))  # N×S×S×3 colour targets
+        self.load_size, self.crop_size = load_size, crop_size
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
+        """(L normalised N×1×c×c from the grey input, ab N×2×c×c in Lab units of the photo)."""
+        n = len(self.a)
+        per_epoch = max(1, n // batch_size)
+        epoch, within = divmod(step, per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = order[within * batch_size:(within + 1) * batch_size][rank::world]
+        rng = np.random.default_rng([seed, step, rank])
+        c, m = self.crop_size, self.load_size - self.crop_size
+        grey, colour = [], []
+        for i in idx:
+            y0, x0 = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
+            a = self.a[i, y0:y0 + c, x0:x0 + c]
+            b = self.b[i, y0:y0 + c, x0:x0 + c]
+            if rng.random() < 0.5:
+                a, b = a.flip(1), b.flip(1)
+            grey.append(a)
+            colour.append(b)
+        a = torch.stack(grey).float().div_(255.0)[:, None].expand(-1, 3, -1, -1)
+        b = torch.stack(colour).permute(0, 3, 1, 2).float().div_(255.0)
+        return normalize_l(rgb_to_lab(a)[:, 0:1]), rgb_to_lab(b)[:, 1:3]
+
+
+def quarter(ab: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(ab, 4)
+
+
+def measure_prior(train: CachedPairs, centres: torch.Tensor, cfg: dict) -> torch.Tensor:
+    counts = torch.zeros(len(centres), dtype=torch.float64)
+    for b in range(int(cfg["prior_batches"])):
+        _, ab = train.batch(cfg["seed"] + 7919, b, cfg["batch_size"])
+        idx, _ = soft_encode(quarter(ab), centres, k=1)
+        counts += torch.bincount(idx.reshape(-1), minlength=len(centres)).double()
+    return (counts + 1.0).float()
+
+
+def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
+    """The photo halves (B) of validation pairs, resized to ``size``²: clean colour targets."""
+    out = []
+    for path in list_pngs(folder)[:limit]:
+        ab = Image.open(path).convert("RGB")
+        b = ab.crop((ab.width // 2, 0, ab.width, ab.height)).resize((size, size), Image.Resampling.BICUBIC)
+        out.append(to_tensor(b))
+    return out
+
+
+@torch.no_grad()
+def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], temperatures: list[float], device) -> dict:
+    net.eval()
+    rows: dict[str, list[float]] = {}
+    for rgb in photos:
+        lab = rgb_to_lab(rgb)
+        grey = lab_to_rgb(torch.cat([lab[0:1], torch.zeros_like(lab[1:])]))
+        rows.setdefault("grey_psnr", []).append(psnr(grey, rgb))
+        cf = max(1e-6, colourfulness(rgb))
+        logits = net(normalize_l(lab[0:1])[None].to(device)).float().cpu()
+        for t in temperatures:
+            ab = annealed_mean(logits, centres, t)
+            ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)[0]
+            out = lab_to_rgb(torch.cat([lab[0:1], ab]))
+            rows.setdefault(f"psnr_T{t}", []).append(psnr(out, rgb))
+            rows.setdefault(f"colour_T{t}", []).append(colourfulness(out) / cf)
+    return {k: float(np.mean(v)) for k, v in rows.items()}
+
+
+def export_model(net, ccfg: ChromaConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(net.state_dict(), out / COLORIZE_FILE)
+    write_config(out, ccfg.to_dict())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = load_config(DEFAULTS, __doc__, argv)
+    run = Run(cfg)
+    ccfg = ChromaConfig(width=int(cfg["width"]), blocks=int(cfg["blocks"]), work_size=int(cfg["work_size"]))
+    net, centres = build(ccfg)
+    ccfg.num_bins = len(centres)
+    net.to(run.device)
+    if cfg["init"]:
+        from restoration.weights import load_tensors
+
+        net.load_state_dict(load_tensors(Path(cfg["init"]) / COLORIZE_FILE))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    ema = EMA(net, cfg["ema"])
+    train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"])
+    if run.master:
+        print(f"{len(train)} training pairs")
+    val_dir = Path(cfg["data"]) / "val"
+    val = load_val(val_dir, cfg["eval_size"], cfg["eval_max"]) if val_dir.is_dir() else []
+    step = 0
+    ck = run.resume()
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        prior, step = ck["prior"], int(ck["step"])
+        if run.master:
+            print(f"resumed at step {step}")
+    else:
+        prior = measure_prior(train, centres, cfg)
+    weights = rebalance_weights(prior, cfg["lam"], centres=centres).to(run.device)
+    centres_d = centres.to(run.device)
+    model = run.wrap(net)
+    bar = tqdm(total=cfg["steps"], initial=step, desc="colorize cls", disable=not run.master)
+    metrics: dict = {}
+    while step < cfg["steps"]:
+        net.train()
+        lr = cosine_lr(cfg["lr"], step, cfg["steps"], cfg["warmup"], floor=0.02)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        L, ab = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
+        L, ab = L.to(run.device), quarter(ab).to(run.device)
+        idx, wts = soft_encode(ab, centres_d)
+        pix_w = weights[idx[:, 0]]  # rebalancing weight of each pixel's nearest bin
+        with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
+            logits = model(L)
+        logp = torch.log_softmax(logits.float(), dim=1)
+        ce = -(logp.gather(1, idx) * wts).sum(1)
+        loss = (ce * pix_w).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        ema.update(net, step)
+        step += 1
+        bar.update(1)
+        if step % 25 == 0 or step == 1:
+            run.log({"step": step, "loss": loss.item(), "ce": ce.mean().item(), "lr": lr, "wall_s": run.elapsed()})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        out_of_time = run.out_of_time()
+        last = step == cfg["steps"] or out_of_time
+        if step % cfg["ckpt_every"] == 0 or last:
+            run.save({"model": net.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(),
+                      "prior": prior, "step": step})
+            if run.master:
+                export_model(ema.model, ccfg, run.out / "model")
+        if run.master and val and (step % cfg["eval_every"] == 0 or last):
+            metrics = evaluate(ema.model, centres, val, cfg["temperatures"], run.device)
+            export_model(ema.model, ccfg, run.out / f"model_{step}")
+            run.log({"step": step, "val": metrics})
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if out_of_time:
+            tqdm.write(f"time budget of {cfg['minutes']} min reached at step {step}")
+            break
+    bar.close()
+    run.close()
+    return {"step": step, "val": metrics, "wall_s": run.elapsed()}
+
+
+if __name__ == "__main__":
+    main()
