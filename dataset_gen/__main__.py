@@ -2,12 +2,20 @@
 
 Examples:
     python -m dataset_gen --task colorize --source procedural:400 --source skimage --source mate --out data/colorize
+    python -m dataset_gen --task colorize --source all-photos --size 256 --crops 12 --out data/colorize
     python -m dataset_gen --task sr --scales 2,4 --size 192 --source ~/Pictures --out data/sr
     python -m dataset_gen --task edges2photo --source procedural:200 --out data/edges2photo
 
 Sources: ``procedural:N`` (built-in scenes), ``skimage[:name,...]`` (scikit-image's bundled
-photographs), ``mate`` / ``plasma`` (photographs from Debian's mate-backgrounds /
-plasma-workspace-wallpapers packages, once installed), ``folder:PATH`` or a plain PATH.
+photographs), ``mate`` / ``plasma`` / ``lomiri`` (Debian's mate-backgrounds,
+plasma-workspace-wallpapers and lomiri-wallpapers packages), the photographs of other Debian
+packages (``opencv``, ``gcompris``, ``kphotoalbum``, ``lxqt``, ``jigzo``, ``palapeli``, ``kalzium``,
+``digikam``, ``tuxpaint``, ``sklearn``, ``puzzle-jigsaw``; install them with
+scripts/install-photos.sh), ``matplotlib`` (its sample portrait), ``all-photos`` (every photograph
+source present on this machine), ``folder:PATH`` or a plain PATH.
+
+The held-out photos (dataset_gen.sources.HELDOUT, copied by `python -m training.heldout`) are
+left out of every dataset unless --include-heldout is given.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--source", action="append", required=True, help="repeatable; see above")
-    p.add_argument("--exclude", action="append", default=[], help="source ids or file names to leave out (held-out)")
+    p.add_argument("--exclude", action="append", default=[], help="more source ids or file names to leave out")
+    p.add_argument("--include-heldout", action="store_true",
+                   help="keep the held-out photos (dataset_gen.sources.HELDOUT), left out by default")
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=256, help="crop side (HR side for sr)")
     p.add_argument("--crops", type=int, default=4, help="random crops per source image")
@@ -45,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     sources = [s for s in sources if s.uid not in excluded and (s.path is None or Path(s.path).name not in excluded)]
     cfg = BuildConfig(task=a.task, out=Path(a.out), size=a.size, crops=a.crops, seed=a.seed, val=a.val, test=a.test,
                       old_photo=a.old_photo, scales=tuple(int(s) for s in a.scales.split(",")),
-                      sr_degrade=a.sr_degrade, whole=a.whole)
+                      sr_degrade=a.sr_degrade, whole=a.whole, include_heldout=a.include_heldout)
     if a.workers:
         cfg.workers = a.workers
     meta = build(cfg, sources)

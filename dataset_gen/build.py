@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dataset_gen.degrade import edges, low_res, old_photo, to_grey
-from dataset_gen.sources import Source
+from dataset_gen.sources import Source, is_heldout
 
 TASKS = ("colorize", "edges2photo", "sr")
 
@@ -37,6 +37,7 @@ class BuildConfig:
     scales: tuple[int, ...] = (2, 4)
     sr_degrade: bool = False
     whole: bool = False  # whole images (resized to `size` on the long side) instead of random crops
+    include_heldout: bool = False  # keep the held-out photos (dataset_gen.sources.HELDOUT); by default left out
     workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1)))
 
 
@@ -116,11 +117,16 @@ def make_item(args: tuple[BuildConfig, Source, int]) -> dict:
 
 
 def build(cfg: BuildConfig, sources: list[Source]) -> dict:
-    """Build the dataset; returns counts per split. Writes ``manifest.jsonl`` and ``dataset.json``."""
+    """Build the dataset; returns counts per split. Writes ``manifest.jsonl`` and ``dataset.json``.
+    The held-out photos (``dataset_gen.sources.HELDOUT``) are left out unless ``cfg.include_heldout``."""
     if cfg.task not in TASKS:
         raise SystemExit(f"unknown task {cfg.task!r}; use one of {', '.join(TASKS)}")
+    given = len(sources)
+    if not cfg.include_heldout:
+        sources = [s for s in sources if not is_heldout(s)]
     if not sources:
-        raise SystemExit("no usable source image: give at least one --source")
+        raise SystemExit("no usable source image: give at least one --source"
+                         + (f" ({given} given, all held out)" if given else ""))
     if cfg.task == "sr":
         m = int(np.lcm.reduce(list(cfg.scales)))
         if cfg.size % m:
@@ -138,6 +144,7 @@ def build(cfg: BuildConfig, sources: list[Source]) -> dict:
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "val", "test")}
     meta = {"task": cfg.task, "size": cfg.size, "crops": cfg.crops, "seed": cfg.seed, "scales": list(cfg.scales),
             "sources": sorted({r["origin"] for r in records}), "counts": counts,
+            "heldout_left_out": given - len(sources),
             "resumed": sum(bool(r.get("resumed")) for r in records)}
     (cfg.out / "dataset.json").write_text(json.dumps(meta, indent=2))
     return meta

@@ -89,3 +89,134 @@ def test_lomiri_source_takes_the_credited_wallpapers(tmp_path):
     found = lomiri_wallpapers(tmp_path)
     assert [s.uid for s in found] == ["lomiri-Bridge_by_Someone"]
     assert found[0].load((80, 60)).size == (80, 60)
+
+
+def _manifest_sources(out: Path) -> set[str]:
+    return {json.loads(x)["source"] for x in (out / "manifest.jsonl").read_text().splitlines()}
+
+
+def test_heldout_photos_are_left_out_by_default(tmp_path, monkeypatch):
+    """A held-out id (palapeli-citrus-fruits) or file name (mate's Dune.jpg) never reaches a dataset
+    unless --include-heldout is given; nothing here needs the packages installed."""
+    import dataset_gen.sources as sources
+
+    collection = tmp_path / "collection"
+    collection.mkdir()
+    scene(4, 80, 80).save(collection / "citrus-fruits.jpg")
+    scene(5, 80, 80).save(collection / "castle-maintenon.jpg")
+    monkeypatch.setattr(sources, "PALAPELI_COLLECTION", collection)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    scene(6, 80, 80).save(folder / "Dune.jpg")
+    scene(7, 80, 80).save(folder / "mine.png")
+    assert "palapeli-citrus-fruits" in sources.HELDOUT and "Dune.jpg" in sources.HELDOUT
+
+    args = ["--task", "colorize", "--source", "palapeli", "--source", f"folder:{folder}", "--size", "64",
+            "--crops", "1", "--workers", "1"]
+    dataset_main(args + ["--out", str(tmp_path / "default")])
+    kept = _manifest_sources(tmp_path / "default")
+    assert "palapeli-castle-maintenon" in kept and "palapeli-citrus-fruits" not in kept and len(kept) == 2
+    assert json.loads((tmp_path / "default" / "dataset.json").read_text())["heldout_left_out"] == 2
+
+    dataset_main(args + ["--out", str(tmp_path / "all"), "--include-heldout"])
+    assert len(_manifest_sources(tmp_path / "all")) == 4
+
+    with pytest.raises(SystemExit, match="all held out"):
+        dataset_main(["--task", "colorize", "--source", "palapeli", "--exclude", "palapeli-castle-maintenon",
+                      "--size", "64", "--out", str(tmp_path / "none")])
+
+
+def _write_rcc(path: Path, files: dict[str, bytes], compressed: set[str] = frozenset()) -> None:
+    """A minimal Qt resource file (format 1): a tree of 14-byte nodes, names, payloads."""
+    import struct
+    import zlib
+
+    tree: dict = {}
+    for name, data in files.items():
+        *dirs, leaf = name.strip("/").split("/")
+        node = tree
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = (name, data)
+    names, payload, nodes = bytearray(), bytearray(), []
+    queue = [("", tree)]
+    while queue:  # breadth first, so that each directory's children are contiguous
+        label, item = queue.pop(0)
+        name_off = len(names)
+        names += struct.pack(">HI", len(label), 0) + label.encode("utf-16-be")
+        if isinstance(item, dict):
+            first = len(nodes) + len(queue) + 1
+            nodes.append(struct.pack(">IHII", name_off, 2, len(item), first))
+            queue.extend(sorted(item.items()))
+        else:
+            full, data = item
+            flags = 1 if full in compressed else 0
+            blob = struct.pack(">I", len(data)) + zlib.compress(data) if flags else data
+            nodes.append(struct.pack(">IHHHI", name_off, flags, 0, 0, len(payload)))
+            payload += struct.pack(">I", len(blob)) + blob
+    tree_off = 20
+    names_off = tree_off + 14 * len(nodes)
+    data_off = names_off + len(names)
+    path.write_bytes(b"qres" + struct.pack(">IIII", 1, tree_off, data_off, names_off) + b"".join(nodes)
+                     + bytes(names) + bytes(payload))
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_photos_inside_other_files(tmp_path, monkeypatch):
+    """gcompris (Qt .rcc), jigzo (.pzl texture atlas) and kphotoalbum (turned upright by index.xml),
+    and the held-out copy: named by source id, PNG where the photo is not a plain file."""
+    import dataset_gen.sources as sources
+    from training import heldout
+
+    rcc_dir = tmp_path / "rcc"
+    rcc_dir.mkdir()
+    panda, alpaca = scene(8, 96, 64), scene(9, 64, 48)
+    base = "/gcompris/src/activities/erase/resource/"
+    _write_rcc(rcc_dir / "erase.rcc", {base + "red_panda.webp": _encoded(panda, "WEBP"),
+                                       base + "alpaca.webp": _encoded(alpaca, "PNG"),
+                                       base + "notes.txt": b"not a photo"}, compressed={base + "alpaca.webp"})
+    monkeypatch.setattr(sources, "GCOMPRIS_RCC", rcc_dir)
+    found = {s.uid: s for s in sources.gcompris_photos()}
+    assert sorted(found) == ["gcompris-erase-alpaca", "gcompris-erase-red_panda"]
+    assert found["gcompris-erase-alpaca"].load(None).size == (64, 48)
+    assert np.array_equal(np.asarray(found["gcompris-erase-alpaca"].load(None)), np.asarray(alpaca))
+
+    puzzles = tmp_path / "puzzles"
+    puzzles.mkdir()
+    atlas = Image.new("RGB", (128, 128), (255, 255, 255))
+    atlas.paste(scene(10, 40, 30), (0, 0))
+    files = {"W1.map": b"#texture map data\ncrop000 0 0 10 10\nimage 0 0 40 30 1 1\n",
+             "W1-t.jpg": _encoded(scene(10, 20, 15), "JPEG"), "W1.jpg": _encoded(atlas, "JPEG")}
+    body = b"".join(n.encode() + b"\n" + str(len(d)).encode() + b"\n" + d for n, d in files.items())
+    (puzzles / "windmill-4x4.pzl").write_bytes(b"PzlF\n0.1\nW1\nhttp://example.invalid/\n" + body)
+    monkeypatch.setattr(sources, "JIGZO_PUZZLES", puzzles)
+    (jig,) = sources.jigzo_photos()
+    assert jig.uid == "jigzo-windmill" and jig.load(None).size == (40, 30)
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    scene(11, 60, 40).save(demo / "jesper.jpg")
+    scene(12, 60, 40).save(demo / "wayne.jpg")
+    (demo / "index.xml").write_text('<KPhotoAlbum><images><image file="wayne.jpg" angle="90"/>'
+                                    '<image file="jesper.jpg"/></images></KPhotoAlbum>')
+    monkeypatch.setattr(sources, "KPHOTOALBUM_DEMO", demo)
+    kpa = {s.uid: s for s in sources.kphotoalbum_photos()}
+    assert kpa["kphotoalbum-wayne"].load(None).size == (40, 60) and kpa["kphotoalbum-jesper"].plain
+
+    monkeypatch.setattr(sources, "all_photos", lambda: list(found.values()) + [jig] + list(kpa.values()))
+    monkeypatch.setattr(sources, "plasma_wallpapers", lambda: [])
+    monkeypatch.setattr(sources, "HELDOUT", ("gcompris-erase-red_panda", "jigzo-windmill", "kphotoalbum-jesper",
+                                             "kphotoalbum-wayne", "opencv-missing"))
+    heldout.main(["--out", str(tmp_path / "heldout")])
+    names = sorted(p.name for p in (tmp_path / "heldout").iterdir())
+    assert names == ["gcompris-erase-red_panda.png", "jigzo-windmill.png", "kphotoalbum-jesper.jpg",
+                     "kphotoalbum-wayne.png"]
+    assert Image.open(tmp_path / "heldout" / "kphotoalbum-wayne.png").size == (40, 60)
+    assert sources.missing_heldout(sources.heldout_sources()) == ["opencv-missing"]
