@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from benchmarks.client import Client
-from handlers.backends import torch_runner
+from restoration.backends import torch_runner
 from restoration.colorizer import colorize_images, load_generator, predict_ab
 from restoration.image_io import decode_image, encode_image
 from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path

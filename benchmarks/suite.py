@@ -42,7 +42,7 @@ from PIL import Image
 
 from benchmarks.client import Client
 from benchmarks.serving import Models, median_time, test_photo
-from handlers.backends import ONNX_FILE, ChannelsLast, OnnxModule
+from restoration.backends import ONNX_FILE, ChannelsLast, OnnxModule
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import Limits, decode_image
 from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from handlers import backends
+from restoration import backends
 from restoration.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
 from restoration.settings import WorkerSettings
 
@@ -117,7 +117,7 @@ class ImageHandler:
     def __init__(self) -> None:
         self.initialized = False
         self.model: torch.nn.Module | None = None
-        # what runs the network: the module itself, or an ONNX Runtime session (handlers.backends)
+        # what runs the network: the module itself, or an ONNX Runtime session (restoration.backends)
         self.runner: Any = None
         self.backend = "torch"
         self.device = torch.device("cpu")

@@ -11,7 +11,7 @@ downloaded at serve time.
     python -m serving.archive --onnx               # also an ONNX graph per model (PIX2PIX_ONNX=1)
 
 With ``--onnx`` each model archive also carries ``model.onnx``, exported from the same weights,
-which workers run with ONNX Runtime when ``PIX2PIX_BACKEND=onnxruntime`` (handlers/backends.py).
+which workers run with ONNX Runtime when ``PIX2PIX_BACKEND=onnxruntime`` (restoration/backends.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from restoration.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
 from restoration.settings import env_flag
+from restoration.weights import COLORIZE_FILES, sr_files
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = {COLORIZE: ROOT / "weights" / COLORIZE, SR_X2: ROOT / "weights" / SR_X2, SR_X4: ROOT / "weights" / SR_X4}
@@ -75,7 +76,7 @@ def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
     """Export the network of ``weights`` as ``stage/model.onnx`` (the input's free axes dynamic)."""
     import torch
 
-    from handlers.backends import ONNX_FILE, export_onnx
+    from restoration.backends import ONNX_FILE, export_onnx
 
     if name == COLORIZE:
         import math
@@ -100,11 +101,7 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     _stage_code(stage)
-    if name == COLORIZE:
-        candidates = ["generator.safetensors", "latest_net_G.pth", "generator.pth"]
-    else:
-        scale = SR_SCALES[name]
-        candidates = [f"model_{scale}x.safetensors", f"pytorch_model_{scale}x.pt"]
+    candidates = list(COLORIZE_FILES if name == COLORIZE else sr_files(SR_SCALES[name]))
     serialized = next((weights / c for c in candidates if (weights / c).exists()), None)
     if serialized is None:
         raise SystemExit(f"no weights for {name} in {weights}: expected one of {', '.join(candidates)}")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.backends import BACKEND_ENV, CHANNELS_LAST_ENV, ONNX_FILE, channels_last_setting
 from handlers.colorize import ColorizeHandler
 from handlers.super_resolution import SuperResolutionHandler
+from restoration.backends import BACKEND_ENV, CHANNELS_LAST_ENV, ONNX_FILE, channels_last_setting
 from serving.archive import export_onnx_graph
 from tests.conftest import encode, photo
 from tests.test_handlers import FakeContext

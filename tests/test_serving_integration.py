@@ -220,3 +220,46 @@ def test_logs_one_access_line_per_request_and_no_per_request_noise(torchserve):
         assert noise not in frontend
     assert "Backend received inference at" not in (logs / "model_log.log").read_text()
     assert "request 0 refused: 415 UnsupportedMediaType" in (logs / "model_log.log").read_text()
+
+
+@pytest.mark.parametrize("task,path", [("colorize", "/predictions/colorize"), ("sr_x2", "/predictions/sr_x2"),
+                                       ("sr_x4", "/predictions/sr_x4"), ("restore", "/wfpredict/restore")])
+def test_library_gives_the_served_bytes(torchserve, tiny_weights, task, path):
+    """python -m restoration / restoration.api and the server: the same image, byte for byte."""
+    from restoration.api import Restorer
+
+    body = encode(photo(72, 52, seed=11), "JPEG", quality=85)
+    r = post(torchserve, path, body, "image/jpeg")
+    assert r.status_code == 200, r.text
+    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in ("colorize", "sr_x2", "sr_x4")})
+    assert lib.process(task, body) == r.content
+
+
+def test_vividness_header_and_form_field(torchserve, tiny_weights):
+    from restoration.api import Restorer
+
+    img = photo(64, 48, seed=12).convert("L").convert("RGB")
+    body = encode(img, "PNG")
+    faithful = post(torchserve, "/predictions/colorize", body, **{"X-Vividness": "0"})
+    vivid = post(torchserve, "/predictions/colorize", body, **{"X-Vividness": "1"})
+    default = post(torchserve, "/predictions/colorize", body)
+    assert faithful.status_code == vivid.status_code == default.status_code == 200
+    assert len({faithful.content, vivid.content, default.content}) == 3
+    lib = Restorer(dirs={"colorize": tiny_weights["colorize"]})
+    assert lib.process("colorize", body, vividness=1.0) == vivid.content
+    form = requests.post(torchserve.inference_url + "/predictions/colorize", files={"data": ("p.png", body)},
+                         data={"vividness": "1"}, timeout=60)
+    assert form.status_code == 200 and form.content == vivid.content
+    for bad in ("2", "-0.1", "very", "nan"):
+        r = post(torchserve, "/predictions/colorize", body, **{"X-Vividness": bad})
+        assert r.status_code == 400 and r.json()["type"] == "BadVividness", (bad, r.text)
+
+
+def test_workflow_honours_vividness(torchserve, tiny_weights):
+    from restoration.api import Restorer
+
+    body = encode(photo(40, 32, seed=13).convert("L").convert("RGB"), "PNG")
+    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in ("colorize", "sr_x2", "sr_x4")})
+    for v in ("0", "1"):
+        r = post(torchserve, "/wfpredict/restore", body, **{"X-Vividness": v})
+        assert r.status_code == 200 and r.content == lib.process("restore", body, vividness=float(v)), v

@@ -29,6 +29,23 @@ def make_colorize(root: Path, seed: int = 0, work_size: int = 64, num_downs: int
     return out
 
 
+def make_chroma(root: Path, seed: int = 0, work_size: int = 64, width: int = 16, blocks: int = 1) -> Path:
+    """A small classification colouriser (restoration.chroma) in ``root/colorize``."""
+    from restoration.chroma import ChromaConfig, build
+    from restoration.weights import COLORIZE_FILE, save_tensors, write_config
+
+    torch.manual_seed(seed)
+    cfg = ChromaConfig(width=width, blocks=blocks, work_size=work_size, vividness=0.5)
+    net, centres = build(cfg)
+    cfg.num_bins = len(centres)
+    with torch.no_grad():  # spread the logits so the decoding temperature visibly matters
+        net.head.weight.mul_(20.0)
+    out = root / "colorize"
+    save_tensors(net.state_dict(), (out.mkdir(parents=True, exist_ok=True), out / COLORIZE_FILE)[1])
+    write_config(out, cfg.to_dict())
+    return out
+
+
 def make_sr(root: Path, scale: int, seed: int = 0, n_resblocks: int = 2, n_feats: int = 8) -> Path:
     """A small super-image EDSR in ``root/sr_x{scale}``, saved with the library's save_pretrained."""
     from super_image import EdsrConfig, EdsrModel
@@ -41,5 +58,7 @@ def make_sr(root: Path, scale: int, seed: int = 0, n_resblocks: int = 2, n_feats
 
 
 def make_all(root: Path) -> dict[str, Path]:
-    """Weights for every served model: {"colorize": dir, "sr_x2": dir, "sr_x4": dir}."""
-    return {"colorize": make_colorize(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4)}
+    """Weights for every served model: {"colorize": dir, "sr_x2": dir, "sr_x4": dir}, and the
+    Pix2Pix UNet colouriser the service still loads ("colorize_pix2pix")."""
+    return {"colorize": make_chroma(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4),
+            "colorize_pix2pix": make_colorize(root / "pix2pix")}

@@ -1,30 +1,40 @@
-"""Evaluate the serving weights on held-out photographs: a Markdown table and side-by-side PNGs.
+"""Evaluate weights on held-out photographs: Markdown tables, results.json and side-by-side PNGs.
 
     python -m training.evaluate --photos data/heldout --weights weights --out results/eval
+    python -m training.evaluate --tasks sr --sr-x2 runs/sr_x2_long/model   # one run against bicubic
 
-- colourise: PSNR, SSIM and colourfulness of the output (from the grey photo) vs the original,
-  against the baseline of returning the grey input;
-- SR ×2/×4: PSNR on the Y channel (border shaved by the scale) and SSIM of the upscaled
-  bicubic-downscaled photo vs the photo, against bicubic and Lanczos upscaling.
-The same functions as the serving handlers are used (restoration.colorizer, restoration.upscaler).
+- colourise (input: the photo's grey version), at several vividness settings: PSNR and SSIM
+  of the output vs the original, colourfulness as a share of the original's, and *spurious
+  colour*: the share of pixels whose hue is more than 90° from the original's where both have
+  chroma above 15, plus pixels given chroma above 15 where the original is near-neutral
+  (chroma below 5); the baseline is returning the grey input.
+- SR ×2/×4 on LR made as in training (PIL bicubic, antialiased), clean and JPEG-compressed at
+  quality 90 and 75 (what phones and messengers send): PSNR on Y with the border shaved by the
+  scale, and SSIM, against bicubic upscaling of the same LR; crops bicubic | ours | original.
+The same functions as the served endpoints are used (restoration.colorizer, restoration.upscaler).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from restoration.chroma import ChromaConfig
+from restoration.color import rgb_to_lab
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import decode_image
 from restoration.upscaler import load_sr_model, upscale_image
 from training.data import to_tensor
-from training.metrics import colourfulness, psnr, psnr_y, ssim
+from training.metrics import colourfulness, psnr, psnr_y, rgb_to_y, ssim
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+SR_CONDITIONS = (("clean", 0), ("jpeg90", 90), ("jpeg75", 75))
 
 
 def load_photo(path: Path, max_side: int, multiple: int = 4) -> Image.Image:
@@ -44,80 +54,142 @@ def side_by_side(images: list[Image.Image], height: int = 256) -> Image.Image:
     return out
 
 
-def evaluate(photos: list[Path], weights: Path, out: Path, max_side: int = 512) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    g, gcfg = load_generator(str(weights / "colorize"))
-    sr = {s: load_sr_model(str(weights / f"sr_x{s}"))[0] for s in (2, 4)}
-    rows: dict[str, list[dict]] = {"colorize": [], "sr_x2": [], "sr_x4": []}
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def spurious_colour(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Share of pixels with a wrong hue (> 90° off where both have chroma > 15) or colour where
+    the original is near-neutral (its chroma < 5, ours > 15); RGB tensors in [0, 1]."""
+    lo, lr = rgb_to_lab(out), rgb_to_lab(ref)
+    co, cr = lo[1:].norm(dim=0), lr[1:].norm(dim=0)
+    cos = (lo[1:] * lr[1:]).sum(0) / (co * cr).clamp_min(1e-6)
+    wrong_hue = (co > 15) & (cr > 15) & (cos < 0.0)
+    false_colour = (cr < 5) & (co > 15)
+    return float((wrong_hue | false_colour).double().mean())
+
+
+def colorize_rows(weights: Path, photos: list[Path], out: Path, max_side: int,
+                  vividness: list[float | None]) -> dict[str, list[dict]]:
+    g, gcfg = load_generator(str(weights))
+    chroma = isinstance(gcfg, ChromaConfig)
+    settings = vividness if chroma else [None]
+    rows: dict[str, list[dict]] = {}
     for path in photos:
         hr = load_photo(path, max_side)
+        t_hr, grey = to_tensor(hr), hr.convert("L").convert("RGB")
+        t_grey = to_tensor(grey)
+        cf = max(1e-6, colourfulness(t_hr))
+        rows.setdefault("grey", []).append({"photo": path.name, "psnr": psnr(t_grey, t_hr), "ssim": ssim(t_grey, t_hr),
+                                            "colour_ratio": 0.0, "spurious": spurious_colour(t_grey, t_hr)})
+        shown = [grey]
+        for v in settings:
+            colour = colorize_images(g, gcfg, [grey], vividness=v)[0]
+            t = to_tensor(colour)
+            key = "ours" if v is None else f"vividness {v:g}"
+            if v is None and chroma:
+                key = f"ours (default, vividness {gcfg.vividness:g})"
+            rows.setdefault(key, []).append({"photo": path.name, "psnr": psnr(t, t_hr), "ssim": ssim(t, t_hr),
+                                             "colour_ratio": colourfulness(t) / cf, "spurious": spurious_colour(t, t_hr)})
+            shown.append(colour)
+        side_by_side([*shown, hr]).save(out / f"colorize_{path.stem}.png")
+    return rows
+
+
+def sr_rows(weights: Path, scale: int, photos: list[Path], out: Path, max_side: int) -> dict[str, list[dict]]:
+    model, _ = load_sr_model(str(weights), scale=scale)
+    rows: dict[str, list[dict]] = {}
+    for path in photos:
+        hr = load_photo(path, max_side, multiple=scale)
         t_hr = to_tensor(hr)
-        grey = hr.convert("L").convert("RGB")
-        colour = colorize_images(g, gcfg, [grey])[0]
-        t_col, t_grey = to_tensor(colour), to_tensor(grey)
-        rows["colorize"].append({
-            "photo": path.name, "psnr": psnr(t_col, t_hr), "ssim": ssim(t_col, t_hr),
-            "colourfulness": colourfulness(t_col), "original_colourfulness": colourfulness(t_hr),
-            "grey_psnr": psnr(t_grey, t_hr), "grey_ssim": ssim(t_grey, t_hr),
-        })
-        side_by_side([grey, colour, hr]).save(out / f"colorize_{path.stem}.png")
-        for s, model in sr.items():
-            lr = hr.resize((hr.width // s, hr.height // s), Image.Resampling.BICUBIC)
-            ours = upscale_image(model, lr, s)
+        lr_clean = hr.resize((hr.width // scale, hr.height // scale), Image.Resampling.BICUBIC)
+        for cond, q in SR_CONDITIONS:
+            lr = jpeg(lr_clean, q) if q else lr_clean
+            ours = upscale_image(model, lr, scale)
             bic = lr.resize(hr.size, Image.Resampling.BICUBIC)
-            lan = lr.resize(hr.size, Image.Resampling.LANCZOS)
-            t = {k: to_tensor(v) for k, v in (("ours", ours), ("bicubic", bic), ("lanczos", lan))}
-            rows[f"sr_x{s}"].append({
+            t_o, t_b = to_tensor(ours), to_tensor(bic)
+            rows.setdefault(cond, []).append({
                 "photo": path.name,
-                **{f"{k}_psnr_y": psnr_y(v, t_hr, s) for k, v in t.items()},
-                **{f"{k}_ssim": ssim(v, t_hr) for k, v in t.items()},
+                "bicubic_psnr_y": psnr_y(t_b, t_hr, scale), "ours_psnr_y": psnr_y(t_o, t_hr, scale),
+                "bicubic_ssim": ssim(rgb_to_y(t_b), rgb_to_y(t_hr)), "ours_ssim": ssim(rgb_to_y(t_o), rgb_to_y(t_hr)),
             })
-            crop = (hr.width // 2 - 64, hr.height // 2 - 64, hr.width // 2 + 64, hr.height // 2 + 64)
-            side_by_side([bic.crop(crop), ours.crop(crop), hr.crop(crop)]).save(out / f"sr_x{s}_{path.stem}.png")
-    summary = {task: {k: float(np.mean([r[k] for r in rs])) for k in rs[0] if k != "photo"} for task, rs in rows.items()
-               if rs}
+            if cond in ("clean", "jpeg75"):
+                c = 96 if scale == 2 else 128
+                box = (hr.width // 2 - c, hr.height // 2 - c, hr.width // 2 + c, hr.height // 2 + c)
+                side_by_side([bic.crop(box), ours.crop(box), hr.crop(box)], height=2 * c).save(
+                    out / f"sr_x{scale}_{cond}_{path.stem}.png")
+    return rows
+
+
+def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    return {k: {m: float(np.mean([r[m] for r in rs])) for m in rs[0] if m != "photo"} for k, rs in rows.items() if rs}
+
+
+def markdown(summary: dict, n: int, max_side: int) -> str:
+    lines = [f"# Held-out evaluation ({n} real photographs, long side ≤ {max_side} px)", ""]
+    if "colorize" in summary:
+        c = summary["colorize"]
+        grey = c["grey"]["psnr"]
+        lines += ["## Colourise (input: the photo's grey version)", "",
+                  "| setting | PSNR dB | vs grey | SSIM | colourfulness / original | spurious colour |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for k, r in c.items():
+            lines.append(f"| {'grey input (baseline)' if k == 'grey' else k} | {r['psnr']:.2f} | {r['psnr'] - grey:+.2f} | "
+                         f"{r['ssim']:.4f} | {r['colour_ratio']:.2f} | {100 * r['spurious']:.1f} % |")
+        lines.append("")
+    for s in (2, 4):
+        key = f"sr_x{s}"
+        if key not in summary:
+            continue
+        lines += [f"## Super-resolution ×{s} (PSNR on Y, border shaved by {s}; SSIM on Y)", "",
+                  "| LR | bicubic PSNR-Y / SSIM | ours PSNR-Y / SSIM | gain over bicubic |", "| --- | ---: | ---: | ---: |"]
+        for cond, r in summary[key].items():
+            lines.append(f"| {cond} | {r['bicubic_psnr_y']:.2f} / {r['bicubic_ssim']:.4f} | {r['ours_psnr_y']:.2f} / "
+                         f"{r['ours_ssim']:.4f} | {r['ours_psnr_y'] - r['bicubic_psnr_y']:+.2f} dB |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def evaluate(photos: list[Path], dirs: dict[str, Path], out: Path, max_side: int = 512,
+             vividness: list[float | None] | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, list[dict]]] = {}
+    if "colorize" in dirs:
+        rows["colorize"] = colorize_rows(dirs["colorize"], photos, out, max_side, vividness or [None, 0.0, 1.0])
+    for s in (2, 4):
+        if f"sr_x{s}" in dirs:
+            rows[f"sr_x{s}"] = sr_rows(dirs[f"sr_x{s}"], s, photos, out, max_side)
+    summary = {task: summarise(r) for task, r in rows.items()}
     (out / "results.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
     (out / "README.md").write_text(markdown(summary, len(photos), max_side))
     return summary
 
 
-def markdown(summary: dict, n: int, max_side: int) -> str:
-    c = summary["colorize"]
-    lines = [
-        f"# Held-out evaluation ({n} real photographs, long side ≤ {max_side} px)",
-        "",
-        "## Colourise (input: the photo's grey version)",
-        "",
-        "| method | PSNR dB | SSIM | colourfulness |",
-        "| --- | ---: | ---: | ---: |",
-        f"| grey input (baseline) | {c['grey_psnr']:.2f} | {c['grey_ssim']:.4f} | 0.0 |",
-        f"| colorize (ours) | {c['psnr']:.2f} | {c['ssim']:.4f} | {c['colourfulness']:.1f} |",
-        f"| originals | — | — | {c['original_colourfulness']:.1f} |",
-        "",
-        "## Super-resolution (input: the photo downscaled bicubically; PSNR on Y, border shaved by the scale)",
-        "",
-        "| scale | bicubic PSNR-Y / SSIM | Lanczos PSNR-Y / SSIM | ours PSNR-Y / SSIM | gain over bicubic |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for s in (2, 4):
-        r = summary[f"sr_x{s}"]
-        lines.append(f"| ×{s} | {r['bicubic_psnr_y']:.2f} / {r['bicubic_ssim']:.4f} | {r['lanczos_psnr_y']:.2f} / "
-                     f"{r['lanczos_ssim']:.4f} | {r['ours_psnr_y']:.2f} / {r['ours_ssim']:.4f} | "
-                     f"{r['ours_psnr_y'] - r['bicubic_psnr_y']:+.2f} dB |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", default="data/heldout", help="folder of photos not used in training")
-    p.add_argument("--weights", default="weights")
+    p.add_argument("--weights", default="weights", help="folder with colorize/, sr_x2/, sr_x4/")
+    p.add_argument("--colorize", help="colouriser weights directory (over --weights)")
+    p.add_argument("--sr-x2", help="×2 weights directory (over --weights)")
+    p.add_argument("--sr-x4", help="×4 weights directory (over --weights)")
+    p.add_argument("--tasks", default="colorize,sr_x2,sr_x4")
+    p.add_argument("--vividness", default="default,0,1", help="settings to measure (classification colouriser)")
     p.add_argument("--out", default="results/eval")
     p.add_argument("--max-side", type=int, default=512)
     a = p.parse_args(argv)
     photos = sorted(x for x in Path(a.photos).iterdir() if x.suffix.lower() in SUFFIXES)
     if not photos:
         raise SystemExit(f"{a.photos}: no photos (build it with `python -m training.heldout`)")
-    evaluate(photos, Path(a.weights), Path(a.out), a.max_side)
+    tasks = {t.strip() for t in a.tasks.split(",")}
+    if "sr" in tasks:
+        tasks |= {"sr_x2", "sr_x4"}
+    chosen = {"colorize": a.colorize, "sr_x2": a.sr_x2, "sr_x4": a.sr_x4}
+    dirs = {t: Path(chosen[t] or Path(a.weights) / t) for t in chosen if t in tasks}
+    vivid = [None if v.strip() == "default" else float(v) for v in a.vividness.split(",")]
+    evaluate(photos, dirs, Path(a.out), a.max_side, vivid)
     print((Path(a.out) / "README.md").read_text())
 
 
