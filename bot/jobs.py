@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import metrics
-from .modes import Mode
+from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class JobItem:
 
 @dataclass
 class Job:
-    """An accepted request; ``done`` counts the images already answered (resume point)."""
+    """An accepted request; ``done`` counts the images already answered (resume point).
+    ``vividness`` is sent to TorchServe by the colour modes only."""
 
     user_id: int
     chat_id: int
@@ -51,6 +52,7 @@ class Job:
     mode: Mode
     compare: bool
     items: list[JobItem]
+    vividness: Vividness = DEFAULT_VIVIDNESS
     id: int | None = None
     done: int = 0
     status_message_id: int | None = None

@@ -6,8 +6,8 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from .modes import Mode
-from .texts import mode_name, text
+from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
+from .texts import mode_name, text, vividness_button
 
 
 class ModeChoice(CallbackData, prefix="mode"):
@@ -22,6 +22,12 @@ class CompareToggle(CallbackData, prefix="cmp"):
     on: bool
 
 
+class VividnessChoice(CallbackData, prefix="viv"):
+    """A tap on one of the colour settings (natural, default, vivid)."""
+
+    vividness: Vividness
+
+
 def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMarkup:
     """The four modes, two per row; the current one is marked with a dot."""
     builder = InlineKeyboardBuilder()
@@ -34,9 +40,16 @@ def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMark
     return builder.as_markup()
 
 
-def settings_keyboard(lang: str, compare: bool) -> InlineKeyboardMarkup:
-    """One switch: the before/after comparison image."""
+def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_VIVIDNESS) -> InlineKeyboardMarkup:
+    """The before/after comparison switch on the first row; the three colour settings on the
+    second, the current one marked with a dot."""
     builder = InlineKeyboardBuilder()
     label = text(lang, "compare_button_on" if compare else "compare_button_off")
     builder.button(text=label, callback_data=CompareToggle(on=not compare))
+    for choice in Vividness:
+        label = vividness_button(lang, choice)
+        if choice == vividness:
+            label = f"• {label}"
+        builder.button(text=label, callback_data=VividnessChoice(vividness=choice))
+    builder.adjust(1, len(Vividness))
     return builder.as_markup()

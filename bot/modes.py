@@ -1,4 +1,5 @@
-"""The four things the bot can do to a photo, and which TorchServe endpoint does each."""
+"""The four things the bot can do to a photo, which TorchServe endpoint does each, and the
+colour-vividness setting of the colour modes."""
 
 from __future__ import annotations
 
@@ -30,9 +31,42 @@ class Mode(StrEnum):
         """How many times larger each side of the result is."""
         return _SCALES[self]
 
+    @property
+    def colours(self) -> bool:
+        """Whether the mode colourises (and so honours the vividness setting)."""
+        return self in (Mode.COLORIZE, Mode.RESTORE)
+
 
 _TARGETS = {Mode.COLORIZE: COLORIZE, Mode.UPSCALE_X2: SR_X2, Mode.UPSCALE_X4: SR_X4, Mode.RESTORE: WORKFLOW_RESTORE}
 # restore = colourise, then ×2
 _SCALES = {Mode.COLORIZE: 1, Mode.UPSCALE_X2: 2, Mode.UPSCALE_X4: 4, Mode.RESTORE: 2}
 
 DEFAULT_MODE = Mode.RESTORE
+
+
+class Vividness(StrEnum):
+    """How vivid the colouriser's colours are; the value is what callback data, the FSM storage
+    and the job store carry."""
+
+    NATURAL = "natural"
+    DEFAULT = "default"
+    VIVID = "vivid"
+
+    @property
+    def value_sent(self) -> float | None:
+        """The ``X-Vividness`` value sent to TorchServe (0 = faithful, 1 = vivid); ``None``: no
+        header, so the model's validated default applies."""
+        return _VIVIDNESS_SENT[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Vividness:
+        """A stored value back as a setting; anything unknown or missing is the default."""
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            return cls.DEFAULT
+
+
+_VIVIDNESS_SENT = {Vividness.NATURAL: 0.0, Vividness.DEFAULT: None, Vividness.VIVID: 1.0}
+
+DEFAULT_VIVIDNESS = Vividness.DEFAULT

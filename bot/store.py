@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .jobs import Job, JobItem
-from .modes import Mode
+from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     mode TEXT NOT NULL,
     compare INTEGER NOT NULL,
     items TEXT NOT NULL,
+    vividness TEXT NOT NULL DEFAULT 'default',
     done INTEGER NOT NULL DEFAULT 0,
     status_message_id INTEGER,
     state TEXT NOT NULL DEFAULT 'queued',
@@ -36,6 +37,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 """
+# Columns added after the first release: a store written by an older bot gets them at start, and its
+# jobs load with the default value.
+ADDED_COLUMNS = {"vividness": f"TEXT NOT NULL DEFAULT '{DEFAULT_VIVIDNESS.value}'"}
 
 QUEUED = "queued"
 FINISHED = "finished"
@@ -54,6 +58,18 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in ADDED_COLUMNS.items():
+            if name in present:
+                continue
+            try:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+            except sqlite3.OperationalError as exc:  # another replica of the pod added it meanwhile
+                if "duplicate column" not in str(exc).lower():
+                    raise
 
     def close(self) -> None:
         self._db.close()
@@ -63,10 +79,10 @@ class JobStore:
         now = time.time()
         items = json.dumps([item.to_dict() for item in job.items])
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, done,"
-            " status_message_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, vividness,"
+            " done, status_message_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.user_id, job.chat_id, job.source_message_id, job.lang, job.mode.value, int(job.compare), items,
-             job.done, job.status_message_id, job.created_at, now),
+             job.vividness.value, job.done, job.status_message_id, job.created_at, now),
         )
         if cur.rowcount == 0:
             return False
@@ -88,16 +104,17 @@ class JobStore:
     def unfinished(self) -> list[Job]:
         """Jobs accepted but not finished, oldest first (to resume at start)."""
         rows = self._db.execute(
-            "SELECT id, user_id, chat_id, source_message_id, lang, mode, compare, items, done, status_message_id,"
-            " created_at FROM jobs WHERE state = ? ORDER BY id", (QUEUED,),
+            "SELECT id, user_id, chat_id, source_message_id, lang, mode, compare, items, vividness, done,"
+            " status_message_id, created_at FROM jobs WHERE state = ? ORDER BY id", (QUEUED,),
         ).fetchall()
         jobs = []
-        for (job_id, user_id, chat_id, source_message_id, lang, mode, compare, items, done, status_id,
+        for (job_id, user_id, chat_id, source_message_id, lang, mode, compare, items, vividness, done, status_id,
              created_at) in rows:
             jobs.append(Job(
                 user_id=user_id, chat_id=chat_id, source_message_id=source_message_id, lang=lang, mode=Mode(mode),
-                compare=bool(compare), items=[JobItem.from_dict(d) for d in json.loads(items)], id=job_id,
-                done=done, status_message_id=status_id, created_at=created_at, resumed=True,
+                compare=bool(compare), items=[JobItem.from_dict(d) for d in json.loads(items)],
+                vividness=Vividness.parse(vividness), id=job_id, done=done, status_message_id=status_id,
+                created_at=created_at, resumed=True,
             ))
         return jobs
 

@@ -6,7 +6,7 @@ import re
 
 from restoration.image_io import MB, MP, Limits
 
-from .modes import Mode
+from .modes import Mode, Vividness
 
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
@@ -34,18 +34,32 @@ MODE_NAMES: dict[str, dict[Mode, str]] = {
     },
 }
 
+# The colour setting: the button label and the name the /settings message quotes.
+VIVIDNESS_NAMES: dict[str, dict[Vividness, tuple[str, str]]] = {
+    "en": {
+        Vividness.NATURAL: ("🌿 Natural", "natural (the most faithful)"),
+        Vividness.DEFAULT: ("⚖️ Default", "default"),
+        Vividness.VIVID: ("🌈 Vivid", "vivid"),
+    },
+    "ru": {
+        Vividness.NATURAL: ("🌿 Естественные", "естественные (самые правдоподобные)"),
+        Vividness.DEFAULT: ("⚖️ Обычные", "обычные"),
+        Vividness.VIVID: ("🌈 Яркие", "яркие"),
+    },
+}
+
 COMMANDS: dict[str, list[tuple[str, str]]] = {
     "en": [
         ("start", "Start and choose a mode"),
         ("mode", "Change the mode"),
-        ("settings", "Before/after comparison on or off"),
+        ("settings", "Before/after comparison and colour vividness"),
         ("cancel", "Cancel photos waiting in the queue"),
         ("help", "Modes, limits and privacy"),
     ],
     "ru": [
         ("start", "Начать и выбрать режим"),
         ("mode", "Сменить режим"),
-        ("settings", "Сравнение «до/после»: вкл. или выкл."),
+        ("settings", "Сравнение «до/после» и яркость цветов"),
         ("cancel", "Отменить фото в очереди"),
         ("help", "Режимы, ограничения и приватность"),
     ],
@@ -70,7 +84,8 @@ _TEXTS: dict[str, dict[str, str]] = {
               "You get the result as a photo and as a file with the full quality.\n\n"
               "Privacy: images are processed in memory and not stored; only the file reference is kept "
               "until your photo is done.\n"
-              "/mode — change mode, /settings — before/after comparison, /cancel — cancel waiting photos.",
+              "/mode — change mode, /settings — before/after comparison and how vivid the colours are, "
+              "/cancel — cancel waiting photos.",
         "ru": "Режимы:\n"
               "• Раскрасить — добавляет цвет чёрно-белому фото.\n"
               "• Увеличить ×2 / ×4 — делает снимок в 2 или 4 раза больше.\n"
@@ -81,13 +96,24 @@ _TEXTS: dict[str, dict[str, str]] = {
               "Результат приходит фотографией и файлом в полном качестве.\n\n"
               "Приватность: изображения обрабатываются в памяти и не сохраняются; до окончания обработки "
               "хранится только ссылка на файл.\n"
-              "/mode — сменить режим, /settings — сравнение «до/после», /cancel — отменить ожидающие фото.",
+              "/mode — сменить режим, /settings — сравнение «до/после» и яркость цветов, "
+              "/cancel — отменить ожидающие фото.",
     },
     "choose_mode": {"en": "Choose a mode:", "ru": "Выберите режим:"},
     "mode_set": {"en": "Mode: {mode}. Now send a photo.", "ru": "Режим: {mode}. Теперь пришлите фото."},
     "settings": {
+        "en": "Before/after comparison: {state}.\n"
+              "Colours (colourise and restore): {vividness}.",
+        "ru": "Сравнение «до/после»: {state}.\n"
+              "Цвета (раскраска и восстановление): {vividness}.",
+    },
+    "settings_compare": {
         "en": "Before/after comparison: {state}.",
         "ru": "Сравнение «до/после»: {state}.",
+    },
+    "vividness_set": {
+        "en": "Colours: {vividness}.",
+        "ru": "Цвета: {vividness}.",
     },
     "on": {"en": "on", "ru": "включено"},
     "off": {"en": "off", "ru": "выключено"},
@@ -203,6 +229,22 @@ def text(lang: str, key: str, **values: object) -> str:
 def mode_name(lang: str, mode: Mode) -> str:
     """Button label and display name of a mode."""
     return MODE_NAMES.get(lang, MODE_NAMES[DEFAULT_LANGUAGE])[mode]
+
+
+def vividness_button(lang: str, vividness: Vividness) -> str:
+    """Button label of a colour setting."""
+    return VIVIDNESS_NAMES.get(lang, VIVIDNESS_NAMES[DEFAULT_LANGUAGE])[vividness][0]
+
+
+def vividness_name(lang: str, vividness: Vividness) -> str:
+    """How the /settings message names a colour setting."""
+    return VIVIDNESS_NAMES.get(lang, VIVIDNESS_NAMES[DEFAULT_LANGUAGE])[vividness][1]
+
+
+def settings_text(lang: str, compare: bool, vividness: Vividness) -> str:
+    """The /settings message: both settings as they are now."""
+    return text(lang, "settings", state=text(lang, "on" if compare else "off"),
+                vividness=vividness_name(lang, vividness))
 
 
 def limit_values(limits: Limits, download_limit: int) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 One :class:`aiohttp.ClientSession` for the bot's whole life (connection reuse), a timeout per
 call, retries with exponential backoff on 503 and on connection errors (TorchServe restarting,
-a worker coming back), and the ``Authorization: Bearer`` header when an inference key is set.
+a worker coming back), the ``Authorization: Bearer`` header when an inference key is set, and
+the ``X-Vividness`` header (the user's colour setting) on the colour endpoints only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from restoration.names import COLORIZE, WORKFLOW_RESTORE, prediction_path
+
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,10 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 # Statuses worth another try: overloaded (503) and gateways in front of a restarting server.
 RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_RETRY_AFTER = 30.0
+# The per-request colour setting, 0 (faithful) … 1 (vivid); absent: the model's validated default.
+VIVIDNESS_HEADER = "X-Vividness"
+# Only the colouriser and the workflow that starts with it read it.
+COLOUR_PATHS = frozenset({prediction_path(COLORIZE), prediction_path(WORKFLOW_RESTORE)})
 
 
 class TorchServeError(Exception):
@@ -92,6 +99,13 @@ def parse_error(status: int, body: bytes) -> TorchServeError:
     return TorchServeError(status, kind, message)
 
 
+def format_vividness(value: float) -> str:
+    """The header value: ``0``, ``1``, ``0.25`` (the server refuses anything outside 0 … 1)."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"vividness must be from 0 to 1, got {value!r}")
+    return f"{value:g}"
+
+
 class TorchServeClient:
     """Calls ``POST {base}/predictions/<model>`` and ``POST {base}/wfpredict/<workflow>``."""
 
@@ -110,10 +124,12 @@ class TorchServeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, path: str, vividness: float | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/octet-stream", "Accept": "image/png"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if vividness is not None and path in COLOUR_PATHS:
+            headers[VIVIDNESS_HEADER] = format_vividness(vividness)
         return headers
 
     @property
@@ -127,8 +143,11 @@ class TorchServeClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def predict(self, path: str, data: bytes, target: str = "") -> Prediction:
+    async def predict(self, path: str, data: bytes, target: str = "", vividness: float | None = None) -> Prediction:
         """Send image bytes to ``path`` and return the image TorchServe answers with.
+
+        ``vividness`` (0 … 1) goes out as ``X-Vividness`` to the colour endpoints (colorize and the
+        restore workflow) and is left out for the others; ``None`` sends no header.
 
         Raises :class:`TorchServeError`: 4xx for a refused image (not retried), the final status
         after retries for 5xx, 0 with kind ``Unavailable`` when TorchServe cannot be reached, and
@@ -136,12 +155,13 @@ class TorchServeClient:
         """
         target = target or path.rsplit("/", 1)[-1]
         url = self.base_url + path
+        headers = self._headers(path, vividness)
         attempt = 0
         while True:
             started = time.monotonic()
             delay = self.backoff * (2**attempt)
             try:
-                async with self.session.post(url, data=data, headers=self._headers()) as resp:
+                async with self.session.post(url, data=data, headers=headers) as resp:
                     body = await resp.read()
                     elapsed = time.monotonic() - started
                     metrics.TORCHSERVE_SECONDS.labels(target=target).observe(elapsed)

@@ -4,7 +4,7 @@ It speaks enough of the real API for the bot: getMe, getUpdates (long poll), get
 file route ``/file/bot<token>/<path>``, sendMessage, sendPhoto/sendDocument (multipart),
 editMessageText, deleteMessage, sendChatAction, answerCallbackQuery, setMyCommands,
 deleteWebhook/setWebhook. Tests play the users: they inject updates (messages, photos,
-documents, albums, button presses), make methods fail (429 with ``retry_after``, 5xx, dropped
+documents, albums, button presses, also under messages too old to edit), make methods fail (429 with ``retry_after``, 5xx, dropped
 connections, delays) and read back every call the bot made.
 
 The server runs in its own thread and event loop, so synchronous tests can drive it while the
@@ -98,6 +98,7 @@ class TelegramStub:
     port: int = 0
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[int, int], dict] = field(default_factory=dict)  # what each chat shows now
+    too_old: set[tuple[int, int]] = field(default_factory=set)  # (chat, message) the bot may no longer edit
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -241,8 +242,16 @@ class TelegramStub:
         self._inject({"message": message})
         return message
 
-    def user_presses(self, user: User, message: dict, callback_data: str) -> dict:
-        """The user taps an inline button with ``callback_data`` under ``message``."""
+    def user_presses(self, user: User, message: dict, callback_data: str, inaccessible: bool = False) -> dict:
+        """The user taps an inline button with ``callback_data`` under ``message``.
+
+        ``inaccessible=True``: the message is older than 48 hours, so Telegram sends only what the
+        Bot API calls an InaccessibleMessage (chat, message_id and ``date: 0``) and refuses edits.
+        """
+        if inaccessible:
+            message = {"chat": message["chat"], "message_id": message["message_id"], "date": 0}
+            with self._cond:
+                self.too_old.add((int(message["chat"]["id"]), int(message["message_id"])))
         query = {"id": str(next(self._update_ids) * 7919), "from": user.as_dict(), "message": message,
                  "chat_instance": str(user.id), "data": callback_data}
         return self._inject({"callback_query": query})
@@ -506,6 +515,8 @@ class TelegramStub:
             message = self.messages.get(key)
             if message is None:
                 raise _ApiError(400, "Bad Request: message to edit not found")
+            if key in self.too_old:
+                raise _ApiError(400, "Bad Request: message can't be edited")
             if message.get("text") == params["text"] and "reply_markup" not in params:
                 raise _ApiError(400, "Bad Request: message is not modified")
             message["text"] = params["text"]

@@ -1,15 +1,23 @@
 """The real bot process against the Telegram stand-in and a real TorchServe serving tiny models.
 
-One bot for the module; every test plays a different user so the conversations stay apart.
+One bot for the module; every test plays a different user so the conversations stay apart. The
+colour-setting tests run a second bot (with its own Telegram stand-in) whose TorchServe calls go
+through a recording pass-through, so the headers it sends can be read back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
+from dataclasses import dataclass
 
+import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 from PIL import Image
 
 from tests.bot_process import BotProcess
@@ -59,6 +67,32 @@ def choose_mode(stub: TelegramStub, user: User, mode: str) -> None:
     message = stub.messages[(user.id, keyboard.result["message_id"])]
     before = len(stub.calls_of("answerCallbackQuery"))
     stub.user_presses(user, message, data)
+    stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
+
+
+def open_settings(stub: TelegramStub, user: User):
+    """/settings; returns the sendMessage call that showed it (text and keyboard)."""
+    def menus():
+        return [c for c in stub.calls_of("sendMessage", user.id)
+                if "reply_markup" in c.params and ("comparison" in c.params["text"].lower()
+                                                   or "сравнение" in c.params["text"].lower())]
+
+    shown = len(menus())
+    stub.user_text(user, "/settings")
+    return stub.wait_for(lambda: len(menus()) > shown and menus(), 20, "the settings message")[-1]
+
+
+def buttons_of(call) -> list[dict]:
+    return [b for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
+
+
+def choose_vividness(stub: TelegramStub, user: User, choice: str) -> None:
+    """/settings, then tap natural, default or vivid, as a user would; waits for the answer."""
+    menu = open_settings(stub, user)
+    data = f"viv:{choice}"
+    assert data in [b["callback_data"] for b in buttons_of(menu)]
+    before = len(stub.calls_of("answerCallbackQuery"))
+    stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], data)
     stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
 
 
@@ -205,8 +239,9 @@ def test_before_after_comparison_is_a_setting(stub, bot):
     stub.user_text(user, "/settings")
     menu = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
                          20, "the settings switch")[0]
-    (button,), = menu.params["reply_markup"]["inline_keyboard"]
+    (button,), colours = menu.params["reply_markup"]["inline_keyboard"]
     assert "off" in button["text"] and button["callback_data"] == "cmp:1"
+    assert [b["callback_data"] for b in colours] == ["viv:natural", "viv:default", "viv:vivid"]
     stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], button["callback_data"])
     stub.wait_for(lambda: any("comparison: on" in t for t in stub.texts_to(user.id)), 20, "the switch turned on")
     choose_mode(stub, user, "x2")
@@ -297,3 +332,198 @@ def test_json_fields_the_bot_sends_are_valid(stub, bot):
             assert isinstance(markup, dict) and "inline_keyboard" in markup, json.dumps(markup)[:200]
     for call in stub.calls_of("sendPhoto"):
         assert isinstance(call.params.get("reply_parameters"), dict) or call.params.get("caption") == "Before / after"
+
+
+# -- the colour setting (X-Vividness) ----------------------------------------------------------
+
+
+@dataclass
+class Forwarded:
+    """One request the bot made to TorchServe, as it arrived."""
+
+    path: str
+    headers: CIMultiDict[str]
+    body: bytes
+    status: int
+
+
+class RecordingTorchServe:
+    """A pass-through in front of the real TorchServe that records each request (path, headers,
+    body) and answers with TorchServe's own status, body and headers."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = 0
+        self.requests: list[Forwarded] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RecordingTorchServe:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            runner = self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._session.close())
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="torchserve-recorder", daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "the recording pass-through did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> web.AppRunner:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        app = web.Application(client_max_size=100 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return runner
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with self._session.request(request.method, self.upstream + request.path_qs, data=body,
+                                         headers=headers) as upstream:
+            answer = await upstream.read()
+            status = upstream.status
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "retry-after")}
+        with self._lock:
+            self.requests.append(Forwarded(request.path, CIMultiDict(request.headers), body, status))
+        return web.Response(body=answer, status=status, headers=kept)
+
+    def since(self, index: int) -> list[Forwarded]:
+        with self._lock:
+            return self.requests[index:]
+
+
+@pytest.fixture(scope="module")
+def recorded(torchserve, tmp_path_factory):
+    """(stand-in, recorder, bot): a bot whose TorchServe calls are recorded."""
+    work = tmp_path_factory.mktemp("bot-recorded")
+    with TelegramStub() as server, RecordingTorchServe(torchserve.inference_url) as recorder:
+        process = BotProcess(server.base_url, server.token, recorder.url, work / "state", work / "bot.log")
+        process.start()
+        try:
+            process.wait_metrics()
+            yield server, recorder, process
+        finally:
+            process.stop()
+
+
+def test_vividness_setting_is_sent_to_the_colour_endpoints_only(recorded):
+    stub, recorder, bot = recorded
+    user = User(5001)
+    menu = open_settings(stub, user)
+    assert "Colours (colourise and restore): default." in menu.params["text"]
+    marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith("•")]
+    assert marked == ["viv:default"]  # the default for a new user
+    grey = encode(photo(40, 32, seed=40).convert("L"), "JPEG", quality=92)
+
+    def run(mode: str, data: bytes) -> tuple[Forwarded, bytes]:
+        """One photo in ``mode``: the request TorchServe got and the PNG the user got."""
+        choose_mode(stub, user, mode)
+        seen, done = len(recorder.requests), len(stub.calls_of("sendDocument", user.id))
+        stub.user_photo(user, data, 40, 32)
+        _, documents = results_for(stub, user, done + 1)
+        (request,) = recorder.since(seen)
+        assert request.status == 200 and request.body == data
+        return request, documents[-1].upload("document")[1]
+
+    default_request, default_png = run("colorize", grey)
+    assert "X-Vividness" not in default_request.headers
+
+    choose_vividness(stub, user, "vivid")
+    stub.wait_for(lambda: any("Colours (colourise and restore): vivid." in t for t in stub.texts_to(user.id)), 20,
+                  "the settings message edited to show it")
+    answers = [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
+    assert "Colours: vivid." in answers
+    again = open_settings(stub, user)  # kept in the user's state
+    assert "Colours (colourise and restore): vivid." in again.params["text"]
+    assert [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")] == ["viv:vivid"]
+
+    vivid_request, vivid_png = run("colorize", grey)
+    assert vivid_request.path == "/predictions/colorize" and vivid_request.headers.get("X-Vividness") == "1"
+    assert vivid_png != default_png  # the server honoured it
+    restore_request, restore_png = run("restore", grey)
+    assert restore_request.path == "/wfpredict/restore" and restore_request.headers.get("X-Vividness") == "1"
+    assert size_of(restore_png) == (80, 64)
+    for mode, path in (("x2", "/predictions/sr_x2"), ("x4", "/predictions/sr_x4")):
+        sr_request, _ = run(mode, encode(photo(40, 32, seed=41), "JPEG"))
+        assert sr_request.path == path and "X-Vividness" not in sr_request.headers, mode
+
+    choose_vividness(stub, user, "natural")
+    natural_request, natural_png = run("colorize", grey)
+    assert natural_request.headers.get("X-Vividness") == "0"
+    assert natural_png not in (default_png, vivid_png)
+    choose_vividness(stub, user, "default")
+    back_request, back_png = run("colorize", grey)
+    assert "X-Vividness" not in back_request.headers and back_png == default_png
+    assert "Traceback" not in bot.log()
+
+
+def test_vividness_setting_in_russian(recorded):
+    stub, _, _ = recorded
+    user = User(5002, language_code="ru")
+    menu = open_settings(stub, user)
+    assert "Цвета (раскраска и восстановление): обычные." in menu.params["text"]
+    labels = [b["text"] for b in buttons_of(menu)]
+    assert any("Яркие" in label for label in labels) and any("Естественные" in label for label in labels)
+    choose_vividness(stub, user, "natural")
+    stub.wait_for(lambda: any("естественные" in t for t in stub.texts_to(user.id)), 20, "the edited settings")
+
+
+def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
+    """Past 48 hours Telegram sends an InaccessibleMessage (date 0, no text, no edits): every
+    button is answered, and the updated keyboard comes as a fresh message."""
+    user = User(5101)
+
+    def keyboards_sent() -> list:
+        return [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params]
+
+    def press_old(message: dict, data: str) -> dict:
+        answered, sent = len(stub.calls_of("answerCallbackQuery")), len(keyboards_sent())
+        update = stub.user_presses(user, message, data, inaccessible=True)
+        query_id = update["callback_query"]["id"]
+        stub.wait_for(lambda: any(c.params.get("callback_query_id") == query_id
+                                  for c in stub.calls_of("answerCallbackQuery")[answered:]), 20,
+                      f"the answer to {data}")
+        if data.startswith(("mode:", "cmp:", "viv:")):
+            return stub.wait_for(lambda: len(keyboards_sent()) > sent and keyboards_sent()[-1], 20,
+                                 f"a fresh keyboard after {data}").params
+        return {}
+
+    stub.user_text(user, "/mode")
+    mode_menu = stub.wait_for(lambda: keyboards_sent(), 20, "the mode keyboard")[-1]
+    fresh = press_old(stub.messages[(user.id, mode_menu.result["message_id"])], "mode:x4")
+    assert fresh["text"] == "Mode: 🔎 Upscale ×4. Now send a photo."
+    assert [b["text"] for row in fresh["reply_markup"]["inline_keyboard"] for b in row if b["text"].startswith("•")]
+
+    settings_menu = open_settings(stub, user)
+    old = stub.messages[(user.id, settings_menu.result["message_id"])]
+    fresh = press_old(old, "cmp:1")
+    assert "comparison: on" in fresh["text"]
+    fresh = press_old(old, "viv:vivid")
+    assert "comparison: on" in fresh["text"] and "Colours (colourise and restore): vivid." in fresh["text"]
+    press_old(old, "old:button-from-an-older-version")
+    # nothing tried to edit the old messages, and the choices were kept
+    assert not [c for c in stub.calls if c.method == "editMessageText" and c.chat_id == user.id]
+    now = open_settings(stub, user)
+    assert "comparison: on" in now.params["text"] and "vivid." in now.params["text"]
+    assert "AttributeError" not in bot.log() and "InaccessibleMessage" not in bot.log()
+    assert bot.proc.poll() is None

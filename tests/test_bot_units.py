@@ -15,14 +15,25 @@ from PIL import Image
 
 from bot.config import TELEGRAM_DOWNLOAD_LIMIT, ConfigError, Settings, parse_user_ids
 from bot.jobs import Job, JobItem, JobQueue, QueueFull, UserRateLimiter
-from bot.keyboards import CompareToggle, ModeChoice, modes_keyboard, settings_keyboard
+from bot.keyboards import CompareToggle, ModeChoice, VividnessChoice, modes_keyboard, settings_keyboard
 from bot.logs import REDACTED, RedactSecrets
-from bot.modes import Mode
+from bot.modes import DEFAULT_VIVIDNESS, Mode, Vividness
 from bot.results import encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
 from bot.routers.images import looks_like_image
 from bot.store import JobStore
-from bot.texts import _TEXTS, COMMANDS, LANGUAGES, MODE_NAMES, help_text, image_error_text, language_of, text
-from bot.torchserve import TorchServeClient, TorchServeError, parse_error, sniff_image_type
+from bot.texts import (
+    _TEXTS,
+    COMMANDS,
+    LANGUAGES,
+    MODE_NAMES,
+    VIVIDNESS_NAMES,
+    help_text,
+    image_error_text,
+    language_of,
+    settings_text,
+    text,
+)
+from bot.torchserve import TorchServeClient, TorchServeError, format_vividness, parse_error, sniff_image_type
 from restoration.image_io import MB, ImageError, Limits, check_dimensions
 from serving.server import free_port
 
@@ -57,8 +68,46 @@ def test_callback_data_round_trip_and_rejects_unknown_mode():
 
 @pytest.mark.parametrize("compare", [True, False])
 def test_settings_keyboard_switches_to_the_other_state(compare):
-    (button,), = settings_keyboard("en", compare).inline_keyboard
+    (button,), _ = settings_keyboard("en", compare).inline_keyboard
     assert CompareToggle.unpack(button.callback_data).on is (not compare)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("current", list(Vividness))
+def test_settings_keyboard_offers_the_colour_settings_and_marks_the_current(lang, current):
+    _, row = settings_keyboard(lang, False, current).inline_keyboard
+    assert [VividnessChoice.unpack(b.callback_data).vividness for b in row] == [
+        Vividness.NATURAL, Vividness.DEFAULT, Vividness.VIVID]
+    marked = [VividnessChoice.unpack(b.callback_data).vividness for b in row if b.text.startswith("•")]
+    assert marked == [current]
+    assert all(len(b.callback_data.encode()) <= 64 for b in row)
+    # without a setting: the default is marked
+    _, row = settings_keyboard(lang, True).inline_keyboard
+    assert [b.callback_data for b in row if b.text.startswith("•")] == ["viv:default"]
+
+
+def test_vividness_values_sent_and_parsed():
+    assert Vividness.NATURAL.value_sent == 0.0 and Vividness.VIVID.value_sent == 1.0
+    assert Vividness.DEFAULT.value_sent is None and DEFAULT_VIVIDNESS is Vividness.DEFAULT
+    assert VividnessChoice(vividness=Vividness.VIVID).pack() == "viv:vivid"
+    with pytest.raises(ValueError):
+        VividnessChoice.unpack("viv:blinding")
+    assert Vividness.parse("natural") is Vividness.NATURAL
+    for junk in (None, "", "extreme", 1, ["vivid"]):
+        assert Vividness.parse(junk) is Vividness.DEFAULT
+    assert [m for m in Mode if m.colours] == [Mode.COLORIZE, Mode.RESTORE]
+    assert format_vividness(0.0) == "0" and format_vividness(1.0) == "1" and format_vividness(0.25) == "0.25"
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            format_vividness(bad)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_settings_text_names_both_settings(lang):
+    assert set(VIVIDNESS_NAMES[lang]) == set(Vividness)
+    for vividness in Vividness:
+        shown = settings_text(lang, True, vividness)
+        assert VIVIDNESS_NAMES[lang][vividness][1] in shown and text(lang, "on") in shown
 
 
 # -- texts ---------------------------------------------------------------------------------------
@@ -295,9 +344,51 @@ def test_job_store_round_trip_and_duplicates(tmp_path):
     (back,) = reopened.unfinished()
     assert back.id == job.id and back.done == 2 and back.remaining == 1 and back.status_message_id == 777
     assert back.items[1].file_name == "b.png" and back.mode is Mode.UPSCALE_X2 and back.resumed
+    assert back.vividness is Vividness.DEFAULT
     reopened.finish(job.id, "ok")
     assert reopened.unfinished() == [] and reopened.counts() == {"finished": 1}
     assert reopened.prune(older_than_s=-1) == 1
+    vivid = _job(6, mid=200)
+    vivid.vividness = Vividness.VIVID
+    assert reopened.add(vivid)
+    (back,) = reopened.unfinished()
+    assert back.id == vivid.id and back.vividness is Vividness.VIVID
+
+
+# The jobs table as the bot created it before the colour setting existed.
+OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL,
+    source_message_id INTEGER NOT NULL, lang TEXT NOT NULL, mode TEXT NOT NULL, compare INTEGER NOT NULL,
+    items TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, status_message_id INTEGER,
+    state TEXT NOT NULL DEFAULT 'queued', outcome TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    UNIQUE (chat_id, source_message_id)
+);
+CREATE INDEX jobs_state ON jobs (state, id);
+"""
+
+
+def test_job_store_from_before_the_colour_setting_still_loads(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        items = json.dumps([{"file_id": "f1", "message_id": 10, "kind": "photo"}])
+        db.execute("INSERT INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, created_at,"
+                   " updated_at) VALUES (7, 7, 10, 'ru', 'colorize', 1, ?, 1.0, 1.0)", (items,))
+    db.close()
+    store = JobStore(path)  # as the new bot starting on the old pod's volume
+    (old,) = store.unfinished()
+    assert old.mode is Mode.COLORIZE and old.compare and old.lang == "ru" and old.items[0].file_id == "f1"
+    assert old.vividness is Vividness.DEFAULT and old.resumed
+    newer = _job(8, mid=20)
+    newer.vividness = Vividness.NATURAL
+    assert store.add(newer)
+    assert [j.vividness for j in store.unfinished()] == [Vividness.DEFAULT, Vividness.NATURAL]
+    store.close()
+    assert JobStore(path).unfinished()[1].vividness is Vividness.NATURAL  # no second migration needed
 
 
 # -- secrets in logs -----------------------------------------------------------------------------
@@ -383,6 +474,102 @@ def test_client_retries_503_sends_token_and_sniffs_workflow_replies():
     result = asyncio.run(scenario())
     assert result.media_type == "image/png" and result.data.startswith(b"\x89PNG")
     assert len(seen) == 3 and all(s == ("/wfpredict/restore", "Bearer inference-key", b"image-bytes") for s in seen)
+
+
+def test_client_sends_vividness_to_the_colour_endpoints_only():
+    seen: list[tuple[str, str | None]] = []
+
+    async def predict(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("X-Vividness")))
+        return web.Response(body=_png(), content_type="image/png")
+
+    async def scenario():
+        app = web.Application()
+        for path in ("/predictions/colorize", "/predictions/sr_x2", "/predictions/sr_x4", "/wfpredict/restore"):
+            app.router.add_post(path, predict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with TorchServeClient(f"http://127.0.0.1:{port}", retries=0) as client:
+                for mode in Mode:
+                    for vividness in Vividness:
+                        await client.predict(mode.path, b"x", target=mode.target, vividness=vividness.value_sent)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    expected = []
+    for mode in Mode:
+        for vividness in Vividness:
+            value = {Vividness.NATURAL: "0", Vividness.VIVID: "1"}.get(vividness) if mode.colours else None
+            expected.append((mode.path, value))
+    assert seen == expected
+    assert ("/predictions/colorize", "1") in seen and ("/wfpredict/restore", "0") in seen
+    assert all(value is None for path, value in seen if "/sr_" in path)
+
+
+def test_job_runner_passes_the_jobs_vividness_for_colour_modes_only():
+    from bot.processing import JobRunner
+
+    sent: list[tuple[str, float | None]] = []
+
+    class FakeTorchServe:
+        async def predict(self, path, data, target="", vividness=None):
+            sent.append((path, vividness))
+            raise TorchServeError(415, "UnsupportedMediaType", "stop here")
+
+    class FakeBot:
+        async def send_chat_action(self, *args, **kwargs):
+            return True
+
+        async def send_message(self, *args, **kwargs):
+            return None
+
+    png = _png(16, 12)
+
+    async def fake_download(bot, file_id, limit, attempts=3):
+        return png
+
+    async def scenario():
+        import bot.processing as processing
+
+        original = processing.download
+        processing.download = fake_download
+        try:
+            runner = JobRunner(FakeBot(), FakeTorchServe(), None, Settings(token="1:x"))
+            for mode in Mode:
+                job = _job(9, mid=300)
+                job.mode, job.vividness = mode, Vividness.VIVID
+                assert await runner.process_item(job, job.items[0]) == "refused"
+        finally:
+            processing.download = original
+
+    asyncio.run(scenario())
+    assert sent == [(m.path, 1.0 if m.colours else None) for m in Mode]
+
+
+def test_a_button_under_an_inaccessible_message_gets_a_fresh_message():
+    from aiogram.types import CallbackQuery, InaccessibleMessage
+
+    from bot.routers.commands import show_in_place
+
+    sent = []
+
+    class FakeBot:
+        async def send_message(self, chat_id, message_text, reply_markup=None):
+            sent.append((chat_id, message_text, reply_markup))
+
+    query = CallbackQuery.model_validate({
+        "id": "1", "chat_instance": "77", "data": "viv:vivid",
+        "from": {"id": 77, "is_bot": False, "first_name": "A"},
+        "message": {"message_id": 5, "date": 0, "chat": {"id": 77, "type": "private"}},
+    })
+    assert isinstance(query.message, InaccessibleMessage) and not hasattr(query.message, "edit_text")
+    markup = settings_keyboard("en", False, Vividness.VIVID)
+    asyncio.run(show_in_place(query, FakeBot(), "settings", markup))
+    assert sent == [(77, "settings", markup)]
 
 
 def test_client_gives_up_when_torchserve_is_down_and_does_not_retry_4xx():

@@ -1,38 +1,72 @@
-"""Commands and the mode/settings keyboards: /start, /help, /mode, /settings, /cancel."""
+"""Commands and the mode/settings keyboards: /start, /help, /mode, /settings, /cancel.
+
+A button under a message older than 48 hours arrives with an ``InaccessibleMessage`` (Telegram no
+longer lets the bot edit it): the callback is still answered and the updated keyboard comes as a
+fresh message instead of an edit.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from typing import NamedTuple
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from ..config import Settings
 from ..jobs import JobQueue
-from ..keyboards import CompareToggle, ModeChoice, modes_keyboard, settings_keyboard
-from ..modes import DEFAULT_MODE, Mode
+from ..keyboards import CompareToggle, ModeChoice, VividnessChoice, modes_keyboard, settings_keyboard
+from ..modes import DEFAULT_MODE, DEFAULT_VIVIDNESS, Mode, Vividness
 from ..store import CANCELLED, JobStore
-from ..texts import help_text, mode_name, text
+from ..texts import help_text, mode_name, settings_text, text, vividness_name
+
+log = logging.getLogger(__name__)
 
 router = Router(name="commands")
 
 
-async def preferences(state: FSMContext, settings: Settings) -> tuple[Mode, bool]:
-    """The user's mode and comparison setting (kept in the FSM storage: memory or Redis)."""
+class Preferences(NamedTuple):
+    """A user's settings, kept in the FSM storage (memory or Redis)."""
+
+    mode: Mode
+    compare: bool
+    vividness: Vividness
+
+
+async def preferences(state: FSMContext, settings: Settings) -> Preferences:
+    """The user's mode, comparison and colour settings; the defaults for what was never chosen
+    (or is unknown, e.g. written by another version of the bot)."""
     data = await state.get_data()
     try:
         mode = Mode(data.get("mode", DEFAULT_MODE))
     except ValueError:
         mode = DEFAULT_MODE
-    return mode, bool(data.get("compare", settings.compare_default))
+    return Preferences(mode=mode, compare=bool(data.get("compare", settings.compare_default)),
+                       vividness=Vividness.parse(data.get("vividness", DEFAULT_VIVIDNESS)))
+
+
+async def show_in_place(query: CallbackQuery, bot: Bot, message_text: str, markup: InlineKeyboardMarkup) -> None:
+    """Show the answer to a button: edit the message the button is under, or, when that message is
+    no longer accessible (older than 48 hours), send a fresh one with the keyboard."""
+    message = query.message
+    if isinstance(message, Message):
+        with contextlib.suppress(TelegramAPIError):  # "message is not modified" on a second tap
+            await message.edit_text(message_text, reply_markup=markup)
+        return
+    chat_id = message.chat.id if message is not None else query.from_user.id
+    try:
+        await bot.send_message(chat_id, message_text, reply_markup=markup)
+    except TelegramAPIError as exc:
+        log.warning("could not send a fresh keyboard to chat %s (%s)", chat_id, type(exc).__name__)
 
 
 @router.message(CommandStart())
 async def start(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    mode, _ = await preferences(state, settings)
+    mode = (await preferences(state, settings)).mode
     await message.answer(text(lang, "start", mode=mode_name(lang, mode)), reply_markup=modes_keyboard(lang, mode))
 
 
@@ -43,36 +77,44 @@ async def show_help(message: Message, lang: str, settings: Settings) -> None:
 
 @router.message(Command("mode"))
 async def choose_mode(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    mode, _ = await preferences(state, settings)
+    mode = (await preferences(state, settings)).mode
     await message.answer(text(lang, "choose_mode"), reply_markup=modes_keyboard(lang, mode))
 
 
 @router.callback_query(ModeChoice.filter())
-async def mode_chosen(query: CallbackQuery, callback_data: ModeChoice, state: FSMContext, lang: str) -> None:
+async def mode_chosen(query: CallbackQuery, callback_data: ModeChoice, state: FSMContext, lang: str,
+                      bot: Bot) -> None:
     await state.update_data(mode=callback_data.mode.value)
     name = mode_name(lang, callback_data.mode)
     await query.answer(name)
-    if query.message is not None:
-        with contextlib.suppress(TelegramAPIError):  # "message is not modified" on a second tap
-            await query.message.edit_text(text(lang, "mode_set", mode=name),
-                                          reply_markup=modes_keyboard(lang, callback_data.mode))
+    await show_in_place(query, bot, text(lang, "mode_set", mode=name), modes_keyboard(lang, callback_data.mode))
 
 
 @router.message(Command("settings"))
 async def show_settings(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    _, compare = await preferences(state, settings)
-    await message.answer(text(lang, "settings", state=text(lang, "on" if compare else "off")),
-                         reply_markup=settings_keyboard(lang, compare))
+    prefs = await preferences(state, settings)
+    await message.answer(settings_text(lang, prefs.compare, prefs.vividness),
+                         reply_markup=settings_keyboard(lang, prefs.compare, prefs.vividness))
 
 
 @router.callback_query(CompareToggle.filter())
-async def compare_toggled(query: CallbackQuery, callback_data: CompareToggle, state: FSMContext, lang: str) -> None:
+async def compare_toggled(query: CallbackQuery, callback_data: CompareToggle, state: FSMContext, lang: str,
+                          settings: Settings, bot: Bot) -> None:
     await state.update_data(compare=callback_data.on)
-    status = text(lang, "settings", state=text(lang, "on" if callback_data.on else "off"))
-    await query.answer(status)
-    if query.message is not None:
-        with contextlib.suppress(TelegramAPIError):
-            await query.message.edit_text(status, reply_markup=settings_keyboard(lang, callback_data.on))
+    vividness = (await preferences(state, settings)).vividness
+    status = settings_text(lang, callback_data.on, vividness)
+    await query.answer(text(lang, "settings_compare", state=text(lang, "on" if callback_data.on else "off")))
+    await show_in_place(query, bot, status, settings_keyboard(lang, callback_data.on, vividness))
+
+
+@router.callback_query(VividnessChoice.filter())
+async def vividness_chosen(query: CallbackQuery, callback_data: VividnessChoice, state: FSMContext, lang: str,
+                           settings: Settings, bot: Bot) -> None:
+    await state.update_data(vividness=callback_data.vividness.value)
+    compare = (await preferences(state, settings)).compare
+    await query.answer(text(lang, "vividness_set", vividness=vividness_name(lang, callback_data.vividness)))
+    await show_in_place(query, bot, settings_text(lang, compare, callback_data.vividness),
+                        settings_keyboard(lang, compare, callback_data.vividness))
 
 
 @router.message(Command("cancel"))
@@ -94,5 +136,6 @@ async def cancel(message: Message, bot: Bot, lang: str, queue: JobQueue, store: 
 
 @router.callback_query(F.data)
 async def stale_button(query: CallbackQuery) -> None:
-    """A button from an older version of the keyboards: just stop the spinner."""
+    """A button from an older version of the keyboards (its message accessible or not): just stop
+    the spinner."""
     await query.answer()

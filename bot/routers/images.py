@@ -29,9 +29,10 @@ def looks_like_image(document: Document) -> bool:
 
 async def _queue(message: Message, item: JobItem, state: FSMContext, lang: str, intake: Intake,
                  settings: Settings) -> None:
-    mode, compare = await preferences(state, settings)
+    prefs = await preferences(state, settings)
     request = Request(user_id=message.from_user.id if message.from_user else message.chat.id,
-                      chat_id=message.chat.id, lang=lang, mode=mode, compare=compare, items=[item])
+                      chat_id=message.chat.id, lang=lang, mode=prefs.mode, compare=prefs.compare, items=[item],
+                      vividness=prefs.vividness)
     if message.media_group_id:
         intake.add_to_album(message, request, message.media_group_id)
     else:
@@ -45,7 +46,7 @@ async def photo(message: Message, state: FSMContext, lang: str, intake: Intake, 
         await message.reply(text(lang, "file_too_big", size_mb=largest.file_size / 1e6,
                                  limit_mb=settings.download_limit / 1e6))
         return
-    mode, _ = await preferences(state, settings)
+    mode = (await preferences(state, settings)).mode
     try:
         # Telegram tells a photo's size: refuse what is too large without downloading it.
         check_dimensions(largest.width, largest.height, settings.limits, scale=mode.scale)
