@@ -42,6 +42,7 @@ class ColorizeHandler(ImageHandler):
     def load_model(self, model_dir: str) -> torch.nn.Module:
         net, self.cfg = load_generator(model_dir, self.device)
         self.centres = getattr(net, "centres", None)
+        self.log_weight = getattr(net, "log_weight", None)
         return net
 
     def request_options(self, context: Any, i: int, row: dict[str, Any]) -> dict:
@@ -52,4 +53,5 @@ class ColorizeHandler(ImageHandler):
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         vividness = [o.get("vividness") for o in options] if options else None
-        return colorize_images(self.runner or self.model, self.cfg, images, self.device, vividness, self.centres)
+        return colorize_images(self.runner or self.model, self.cfg, images, self.device, vividness, self.centres,
+                               self.log_weight)

@@ -48,7 +48,7 @@ class Restorer:
             if name == COLORIZE:
                 net, cfg = load_generator(str(d), self.device)
                 runner, _ = backends.select(net, str(d), self.device)
-                self._models[name] = (runner, cfg, getattr(net, "centres", None))
+                self._models[name] = (runner, cfg, getattr(net, "centres", None), getattr(net, "log_weight", None))
             else:
                 net, scale = load_sr_model(str(d), device=self.device)
                 runner, _ = backends.select(net, str(d), self.device)
@@ -57,8 +57,8 @@ class Restorer:
 
     # -- PIL images ------------------------------------------------------------------------
     def colorize(self, image: Image.Image, vividness: float | None = None) -> Image.Image:
-        runner, cfg, centres = self._model(COLORIZE)
-        return colorize_images(runner, cfg, [image.convert("RGB")], self.device, vividness, centres)[0]
+        runner, cfg, centres, log_weight = self._model(COLORIZE)
+        return colorize_images(runner, cfg, [image.convert("RGB")], self.device, vividness, centres, log_weight)[0]
 
     def upscale(self, image: Image.Image, scale: int = 2) -> Image.Image:
         runner, s = self._model(SR_X2 if scale == 2 else SR_X4)

@@ -76,15 +76,28 @@ def rebalance_weights(prior: torch.Tensor, lam: float = 0.5, sigma_bins: float =
     return w / (p * w).sum()
 
 
-def vividness_to_temperature(vividness: float) -> float:
-    """0 = the annealed mean at T = 1 (most faithful on average) … 1 = T = 0.2 (most vivid)."""
-    v = min(1.0, max(0.0, float(vividness)))
-    return math.exp((1.0 - v) * math.log(1.0) + v * math.log(0.2))
+def decoding(cfg: ChromaConfig, vividness: float | None) -> tuple[float, float]:
+    """(prior correction α, temperature T) for a vividness setting (None: the config's default).
+
+    Training with rebalancing weights ``w`` teaches the network roughly ``w(q)·p(q|x)``, biased
+    towards rare saturated colours; subtracting ``α·log w`` from the logits undoes that bias
+    (α = 1: the plain posterior, whose mean is closest on average). Vividness moves α and T from
+    the faithful end (``alpha_faithful``, ``t_faithful``) to the vivid one, both set on validation.
+    """
+    v = cfg.vividness if vividness is None else vividness
+    v = min(1.0, max(0.0, float(v)))
+    alpha = cfg.alpha_faithful + (cfg.alpha_vivid - cfg.alpha_faithful) * v
+    t = math.exp(math.log(cfg.t_faithful) + (math.log(cfg.t_vivid) - math.log(cfg.t_faithful)) * v)
+    return alpha, t
 
 
-def annealed_mean(logits: torch.Tensor, centres: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Logits N×Q×h×w → ab N×2×h×w (Lab units): the mean of softmax(logits / T)."""
-    prob = torch.softmax(logits.float() / max(1e-3, temperature), dim=1)
+def annealed_mean(logits: torch.Tensor, centres: torch.Tensor, temperature: float,
+                  log_weight: torch.Tensor | None = None, alpha: float = 0.0) -> torch.Tensor:
+    """Logits N×Q×h×w → ab N×2×h×w (Lab units): the mean of softmax((logits - α·log w) / T)."""
+    logits = logits.float()
+    if log_weight is not None and alpha:
+        logits = logits - alpha * log_weight.to(logits)[None, :, None, None]
+    prob = torch.softmax(logits / max(1e-3, temperature), dim=1)
     return torch.einsum("nqhw,qc->nchw", prob, centres.to(prob))
 
 
@@ -97,8 +110,13 @@ class ChromaConfig:
     blocks: int = 4
     grid: float = GRID
     work_size: int = 256
-    # default decoding setting (chosen on validation by export) and the bins' centres count
+    # decoding (see `decoding`): the served default vividness and the two ends it moves between,
+    # chosen on validation by export
     vividness: float = 0.5
+    alpha_faithful: float = 1.0
+    alpha_vivid: float = 0.5
+    t_faithful: float = 1.0
+    t_vivid: float = 0.6
     num_bins: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -142,6 +160,8 @@ class ChromaNet(nn.Module):
         self.up = nn.Sequential(nn.Conv2d(c3 * 2 + c2 * 2, c3, 1, bias=False), nn.BatchNorm2d(c3),
                                 nn.ReLU(inplace=True), _conv(c3, c3))
         self.head = nn.Conv2d(c3, num_bins, 1)
+        # log of the class-rebalancing weights the network was trained with (set by the trainer)
+        self.register_buffer("log_weight", torch.zeros(num_bins))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s2 = self.down2(self.stem(x))
@@ -155,13 +175,3 @@ class ChromaNet(nn.Module):
 def build(cfg: ChromaConfig) -> tuple[ChromaNet, torch.Tensor]:
     centres = gamut_bins(cfg.grid)
     return ChromaNet(len(centres), cfg.width, cfg.blocks), centres
-
-
-@torch.inference_mode()
-def predict_ab(net: nn.Module, centres: torch.Tensor, L_norm: torch.Tensor, temperature: float,
-               flip: bool = False) -> torch.Tensor:
-    """ab (N×2×H/4×W/4, Lab units) for normalised L (N×1×H×W); ``flip`` averages with the mirror."""
-    logits = net(L_norm).float()
-    if flip:
-        logits = 0.5 * (logits + net(L_norm.flip(-1)).float().flip(-1))
-    return annealed_mean(logits, centres, temperature)

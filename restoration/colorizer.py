@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from restoration.chroma import ChromaConfig, annealed_mean, gamut_bins, vividness_to_temperature
+from restoration.chroma import ChromaConfig, annealed_mean, decoding, gamut_bins
 from restoration.chroma import build as build_chroma
 from restoration.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_G, required_multiple
@@ -49,12 +49,6 @@ def load_generator(model_dir: str, device: torch.device | str = "cpu") -> tuple[
         net.load_state_dict(clean_reference_state_dict(state, net), strict=True)
     net.eval().to(device)
     return net, cfg
-
-
-def temperature_for(cfg: ColorizerConfig, vividness: float | None) -> float:
-    """Decoding temperature of a classification colouriser for ``vividness`` (None: its default)."""
-    v = getattr(cfg, "vividness", 0.5) if vividness is None else vividness
-    return vividness_to_temperature(v)
 
 
 def working_size(width: int, height: int, work_size: int) -> tuple[int, int]:
@@ -89,7 +83,7 @@ def input_multiple(cfg: ColorizerConfig) -> int:
 @torch.inference_mode()
 def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig, images: list[Image.Image],
                device: torch.device | str = "cpu", vividness: float | list[float | None] | None = None,
-               centres: torch.Tensor | None = None) -> list[torch.Tensor]:
+               centres: torch.Tensor | None = None, log_weight: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Predicted ab (2×h×w, Lab units) for each image, at its working size (Pix2Pix) or a quarter
     of it (classification). ``vividness``: one value, or one per image (None: the default)."""
     m = input_multiple(cfg)
@@ -110,9 +104,11 @@ def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig
         centres = getattr(net, "centres", None)
         centres = gamut_bins(cfg.grid) if centres is None else centres
     per_image = vividness if isinstance(vividness, list) else [vividness] * len(images)
+    log_weight = log_weight if log_weight is not None else getattr(net, "log_weight", None)
     result = []
     for i, (h, w) in enumerate(sizes):
-        ab = annealed_mean(out[i:i + 1], centres.cpu(), temperature_for(cfg, per_image[i]))[0]
+        alpha, t = decoding(cfg, per_image[i])
+        ab = annealed_mean(out[i:i + 1], centres.cpu(), t, log_weight, alpha)[0]
         result.append(ab[:, :math.ceil(h / 4), :math.ceil(w / 4)])
     return result
 
@@ -197,7 +193,9 @@ def recombine_reference(image: Image.Image, ab_small: torch.Tensor) -> Image.Ima
 
 def colorize_images(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig, images: list[Image.Image],
                     device: torch.device | str = "cpu", vividness: float | list[float | None] | None = None,
-                    centres: torch.Tensor | None = None) -> list[Image.Image]:
-    """Colourise upright sRGB images (colour inputs are treated by their luminance)."""
-    abs_ = predict_ab(net, cfg, images, device, vividness, centres)
+                    centres: torch.Tensor | None = None, log_weight: torch.Tensor | None = None) -> list[Image.Image]:
+    """Colourise upright sRGB images (colour inputs are treated by their luminance). A runner
+    that is not the module itself (ONNX, channels_last) needs the module's ``centres`` and
+    ``log_weight`` passed."""
+    abs_ = predict_ab(net, cfg, images, device, vividness, centres, log_weight)
     return [recombine(img, ab) for img, ab in zip(images, abs_, strict=True)]

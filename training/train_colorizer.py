@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from restoration.chroma import ChromaConfig, annealed_mean, build, rebalance_weights, soft_encode
+from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights, soft_encode
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
@@ -33,7 +33,7 @@ DEFAULTS = {
     "crop_size": 96, "load_size": 112, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200,
     "steps": 8000, "minutes": 0, "lam": 0.5, "ema": 0.999, "prior_batches": 60, "eval_every": 1000,
     "eval_size": 192, "eval_max": 64, "ckpt_every": 250, "threads": 0, "seed": 0, "resume": False,
-    "init": "", "temperatures": [1.0, 0.6, 0.38, 0.25],
+    "init": "",
 }
 
 
@@ -106,7 +106,8 @@ def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], temperatures: list[float], device) -> dict:
+def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], ccfg: ChromaConfig, device,
+             settings: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
     net.eval()
     rows: dict[str, list[float]] = {}
     for rgb in photos:
@@ -115,12 +116,13 @@ def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], temperature
         rows.setdefault("grey_psnr", []).append(psnr(grey, rgb))
         cf = max(1e-6, colourfulness(rgb))
         logits = net(normalize_l(lab[0:1])[None].to(device)).float().cpu()
-        for t in temperatures:
-            ab = annealed_mean(logits, centres, t)
+        for v in settings:
+            alpha, t = decoding(ccfg, v)
+            ab = annealed_mean(logits, centres, t, net.log_weight.cpu(), alpha)
             ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)[0]
             out = lab_to_rgb(torch.cat([lab[0:1], ab]))
-            rows.setdefault(f"psnr_T{t}", []).append(psnr(out, rgb))
-            rows.setdefault(f"colour_T{t}", []).append(colourfulness(out) / cf)
+            rows.setdefault(f"psnr_v{v:g}", []).append(psnr(out, rgb))
+            rows.setdefault(f"colour_v{v:g}", []).append(colourfulness(out) / cf)
     return {k: float(np.mean(v)) for k, v in rows.items()}
 
 
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg["init"]:
         from restoration.weights import load_tensors
 
-        net.load_state_dict(load_tensors(Path(cfg["init"]) / COLORIZE_FILE))
+        net.load_state_dict(load_tensors(Path(cfg["init"]) / COLORIZE_FILE), strict=False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
     train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"])
@@ -151,8 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     step = 0
     ck = run.resume()
     if ck is not None:
-        net.load_state_dict(ck["model"])
-        ema.model.load_state_dict(ck["ema"])
+        net.load_state_dict(ck["model"], strict=False)  # log_weight is set from the prior below
+        ema.model.load_state_dict(ck["ema"], strict=False)
         opt.load_state_dict(ck["opt"])
         prior, step = ck["prior"], int(ck["step"])
         if run.master:
@@ -160,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         prior = measure_prior(train, centres, cfg)
     weights = rebalance_weights(prior, cfg["lam"], centres=centres).to(run.device)
+    with torch.no_grad():  # kept with the weights: decoding undoes the rebalancing bias with it
+        net.log_weight.copy_(weights.log())
+        ema.model.log_weight.copy_(weights.log())
     centres_d = centres.to(run.device)
     model = run.wrap(net)
     bar = tqdm(total=cfg["steps"], initial=step, desc="colorize cls", disable=not run.master)
@@ -192,11 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
         last = step == cfg["steps"] or out_of_time
         if step % cfg["ckpt_every"] == 0 or last:
             run.save({"model": net.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(),
-                      "prior": prior, "step": step})
+                      "prior": prior, "step": step, "lam": float(cfg["lam"])})
             if run.master:
                 export_model(ema.model, ccfg, run.out / "model")
         if run.master and val and (step % cfg["eval_every"] == 0 or last):
-            metrics = evaluate(ema.model, centres, val, cfg["temperatures"], run.device)
+            metrics = evaluate(ema.model, centres, val, ccfg, run.device)
             export_model(ema.model, ccfg, run.out / f"model_{step}")
             run.log({"step": step, "val": metrics})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
