@@ -70,3 +70,11 @@ def normalize_ab(ab: torch.Tensor) -> torch.Tensor:
 
 def denormalize_ab(x: torch.Tensor) -> torch.Tensor:
     return x * 110.0
+
+
+def network_to_rgb(task: str, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """A Pix2Pix network's space → RGB in [0, 1] (colorize: L of the input + predicted ab;
+    other tasks: RGB in [-1, 1])."""
+    if task == "colorize":
+        return lab_to_rgb(torch.cat([denormalize_l(a), denormalize_ab(out)], 1))
+    return (out.clamp(-1, 1) + 1) / 2

@@ -38,7 +38,7 @@ def _val_metrics(run: Path, step: int | None = None) -> dict:
 
 
 def _wall(run: Path) -> float:
-    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)  # our own checkpoint
+    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     return float(ck.get("wall", 0.0)), int(ck["step"]), ck.get("config", {})
 
 
@@ -68,8 +68,8 @@ def calibrate_chroma(G, val: PairDataset) -> tuple[float, list[dict]]:
     A GAN colouriser guesses vivid colours; where the guess is wrong, a strong colour costs more
     than a muted one. The rule keeps the pictures colourful while not paying for confident guesses.
     """
+    from restoration.color import network_to_rgb as to_rgb
     from training.metrics import colourfulness
-    from training.train_pix2pix import to_rgb
 
     G.eval()
     outs, reals = [], []
@@ -101,7 +101,7 @@ def best_colorize_checkpoint(run: Path, data: Path) -> tuple[Path, list[dict]]:
     val = None
     scores = []
     for path in sorted(run.glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         gcfg = GeneratorConfig.from_dict(ck["generator"])
         if val is None:
             val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)
@@ -119,7 +119,7 @@ def best_colorize_checkpoint(run: Path, data: Path) -> tuple[Path, list[dict]]:
 
 def export_colorize(run: Path, out: Path, data: Path, checkpoint: Path | None = None) -> dict:
     checkpoint = checkpoint or run / "checkpoint.pt"
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     gcfg = GeneratorConfig.from_dict(ck["generator"])
     state = ck["G"]
     val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)

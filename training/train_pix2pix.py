@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from restoration.color import denormalize_ab, denormalize_l, lab_to_rgb
+from restoration.color import network_to_rgb as to_rgb
 from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
 from training import config
 from training.data import PairDataset
@@ -84,14 +84,6 @@ def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
 def colourfulness_term(fake_ab: torch.Tensor, real_ab: torch.Tensor) -> torch.Tensor:
     """Penalise predicted chroma that is weaker than the target's (L1 regresses to grey otherwise)."""
     return F.relu(real_ab.abs().mean((1, 2, 3)) - fake_ab.abs().mean((1, 2, 3))).mean()
-
-
-def to_rgb(task: str, a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Network space → RGB in [0, 1] (colorize: L of the input + predicted ab)."""
-    if task == "colorize":
-        lab = torch.cat([denormalize_l(a), denormalize_ab(out)], 1)
-        return lab_to_rgb(lab)
-    return (out.clamp(-1, 1) + 1) / 2
 
 
 def lr_at(step: int, cfg: dict) -> float:
@@ -185,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     step, wall = 0, 0.0
     ckpt_path = out_dir / "checkpoint.pt"
     if cfg["resume"] and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)  # our own file, written below
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         opt_G.load_state_dict(ck["opt_G"])

@@ -13,9 +13,6 @@ validation PSNR-Y/SSIM against bicubic every ``eval_every`` steps.
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +21,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from restoration.upscaler import build_sr_model
+from restoration.weights import load_tensors
 from training import config
 from training.data import SRDataset
+from training.loop import Run, cosine_lr
 from training.metrics import psnr_y, ssim
 
 DEFAULTS = {
@@ -42,21 +42,18 @@ def load_config(argv: list[str] | None = None) -> dict:
 
 
 def build_model(cfg: dict):
-    from super_image import EdsrConfig, EdsrModel
-
     if cfg["model_type"].upper() != "EDSR":
         raise SystemExit("training here covers EDSR; other super-image models are served, not trained")
-    conf = EdsrConfig(scale=cfg["scale"], n_resblocks=cfg["n_resblocks"], n_feats=cfg["n_feats"],
-                      res_scale=cfg["res_scale"])
-    return EdsrModel(conf)
+    return build_sr_model("EDSR", scale=cfg["scale"], n_resblocks=cfg["n_resblocks"], n_feats=cfg["n_feats"],
+                          res_scale=cfg["res_scale"])
 
 
 def init_from(model, path: str) -> int:
     """Copy every tensor whose name and shape match from a saved model directory; returns how many."""
-    files = sorted(Path(path).glob("pytorch_model_*x.pt"))
+    files = sorted(Path(path).glob("pytorch_model_*x.pt")) + sorted(Path(path).glob("model_*x.safetensors"))
     if not files:
-        raise SystemExit(f"init={path}: no pytorch_model_*x.pt")
-    src = torch.load(files[0], map_location="cpu", weights_only=True)
+        raise SystemExit(f"init={path}: no pytorch_model_*x.pt or model_*x.safetensors")
+    src = load_tensors(files[0])
     own = model.state_dict()
     n = 0
     for k, v in src.items():
@@ -95,82 +92,61 @@ def evaluate(model, val: SRDataset, cfg: dict, device) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
-    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    if ddp:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if cfg["threads"]:
-        torch.set_num_threads(int(cfg["threads"]))
-    master = rank == 0
-    torch.manual_seed(cfg["seed"])
-    out_dir = Path(cfg["out"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(cfg).to(device)
+    run = Run(cfg)
+    model = build_model(cfg).to(run.device)
     if cfg["init"]:
         n = init_from(model, cfg["init"])
-        if master:
+        if run.master:
             print(f"initialised {n} tensors from {cfg['init']}")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
-    step, wall = 0, 0.0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if cfg["resume"] and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)  # our own file
+    step = 0
+    ck = run.resume()
+    if ck is not None:
         torch.nn.Module.load_state_dict(model, ck["model"])
         opt.load_state_dict(ck["opt"])
-        step, wall = ck["step"], ck.get("wall", 0.0)
-        if master:
+        step = int(ck["step"])
+        if run.master:
             print(f"resumed at step {step}")
-    train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    train_model = run.wrap(model)
     train = SRDataset(Path(cfg["data"]) / "train", cfg["scale"], cfg["patch"], True)
     val_dir = Path(cfg["data"]) / "val"
     val = SRDataset(val_dir, cfg["scale"], cfg["patch"], False) if (val_dir / "hr").is_dir() else None
-    amp = device.type == "cuda"
-    log = open(out_dir / "log.jsonl", "a", encoding="utf-8") if master else None  # noqa: SIM115 (open for the run)
-    budget = cfg["minutes"] * 60.0
-    t_start = time.time() - wall
     metrics: dict = {}
-    bar = tqdm(total=cfg["steps"], initial=step, desc=f"sr x{cfg['scale']}", disable=not master)
+    bar = tqdm(total=cfg["steps"], initial=step, desc=f"sr x{cfg['scale']}", disable=not run.master)
     while step < cfg["steps"]:
-        lr_now = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"]) * 0.5 * (1 + np.cos(np.pi * step / cfg["steps"]))
+        lr_now = cosine_lr(cfg["lr"], step, cfg["steps"], cfg["warmup"])
         for g in opt.param_groups:
             g["lr"] = lr_now
-        lr_b, hr_b = train.batch(cfg["seed"], step, cfg["batch_size"], rank, world)
-        lr_b, hr_b = lr_b.to(device), hr_b.to(device)
-        with torch.autocast(device.type, enabled=amp, dtype=torch.bfloat16):
+        lr_b, hr_b = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
+        lr_b, hr_b = lr_b.to(run.device), hr_b.to(run.device)
+        with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
             loss = F.l1_loss(train_model(lr_b).float(), hr_b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         bar.update(1)
-        if master and (step % 25 == 0 or step == 1):
-            log.write(json.dumps({"step": step, "loss": loss.item(), "lr": lr_now, "wall_s": time.time() - t_start})
-                      + "\n")
-            log.flush()
+        if step % 25 == 0 or step == 1:
+            run.log({"step": step, "loss": loss.item(), "lr": lr_now, "wall_s": run.elapsed()})
             bar.set_postfix(l1=f"{loss.item():.4f}")
-        out_of_time = (budget and time.time() - t_start > budget) or step == cfg["stop_at"]
-        if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time):
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "wall": time.time() - t_start, "config": cfg}, ckpt_path.with_suffix(".tmp"))
-            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
-            model.save_pretrained(str(out_dir / "model"))
-        if master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
-            metrics = evaluate(model, val, cfg, device)
-            model.save_pretrained(str(out_dir / f"model_{step}"))  # kept: export --best picks one
-            log.write(json.dumps({"step": step, "val": metrics}) + "\n")
-            log.flush()
+        out_of_time = run.out_of_time() or step == cfg["stop_at"]
+        if step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time:
+            run.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": cfg})
+            if run.master:
+                model.save_pretrained(str(run.out / "model"))
+        if run.master and val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time):
+            metrics = evaluate(model, val, cfg, run.device)
+            model.save_pretrained(str(run.out / f"model_{step}"))  # kept: export --best picks one
+            run.log({"step": step, "val": metrics})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         if out_of_time:
             tqdm.write(f"time budget of {cfg['minutes']} min reached at step {step}")
             break
     bar.close()
-    if master:
-        log.close()
-        model.save_pretrained(str(out_dir / "model"))
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return {"step": step, "val": metrics, "wall_s": time.time() - t_start}
+    if run.master:
+        model.save_pretrained(str(run.out / "model"))
+    run.close()
+    return {"step": step, "val": metrics, "wall_s": run.elapsed()}
 
 
 if __name__ == "__main__":
