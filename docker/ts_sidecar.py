@@ -27,10 +27,15 @@ import os
 import ssl
 import sys
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+# The management client: copied beside this file in the serving image, serving/ in the repository.
+if (Path(__file__).resolve().parent / "ts_client.py").exists():
+    from ts_client import Management, call, read_keys
+else:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from serving.ts_client import Management, call, read_keys
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KEY_ANNOTATION = "pix2pix.restore/inference-key-sha256"
@@ -67,57 +72,23 @@ class SidecarConfig:
         )
 
 
-def read_keys(workdir: Path) -> dict[str, str]:
-    """``{"management": ..., "inference": ...}`` from key_file.json; empty when auth is off."""
-    try:
-        data = json.loads((workdir / "key_file.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {kind: entry["key"] for kind, entry in data.items() if isinstance(entry, dict) and "key" in entry}
-
-
-def call(method: str, url: str, key: str | None = None, timeout: float = 10.0,
-         body: bytes | None = None, headers: dict[str, str] | None = None,
-         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
-    """One HTTP request; returns (status, body), status 0 when nothing answered."""
-    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
+def _api(cfg: SidecarConfig) -> Management:
+    return Management(cfg.management_url, cfg.inference_url, cfg.workdir)
 
 
 def workflow_registered(cfg: SidecarConfig) -> bool:
     """True when the management API lists the workflow (needs the management key with auth on)."""
-    status, _ = call("GET", f"{cfg.management_url}/workflows/{cfg.workflow}", read_keys(cfg.workdir).get("management"))
-    return status == 200
+    return _api(cfg).workflow_registered(cfg.workflow)
 
 
 def healthy(cfg: SidecarConfig) -> bool:
     """True when the inference API's /ping says Healthy (with the inference key when auth is on)."""
-    status, body = call("GET", f"{cfg.inference_url}/ping", read_keys(cfg.workdir).get("inference"))
-    return status == 200 and b"Healthy" in body
+    return _api(cfg).healthy()
 
 
 def models_ready(cfg: SidecarConfig) -> bool:
     """True when every model the workflow needs has a READY worker."""
-    key = read_keys(cfg.workdir).get("management")
-    for model in cfg.models:
-        status, body = call("GET", f"{cfg.management_url}/models/{model}", key)
-        if status != 200:
-            return False
-        try:
-            workers = json.loads(body)[0].get("workers", [])
-        except (ValueError, IndexError, AttributeError):
-            return False
-        if not any(w.get("status") == "READY" for w in workers):
-            return False
-    return True
+    return _api(cfg).models_ready(cfg.models)
 
 
 def register_workflow(cfg: SidecarConfig) -> bool:
@@ -126,8 +97,7 @@ def register_workflow(cfg: SidecarConfig) -> bool:
         return True
     if not models_ready(cfg):
         return False
-    key = read_keys(cfg.workdir).get("management")
-    status, body = call("POST", f"{cfg.management_url}/workflows?url={cfg.workflow}.war", key, timeout=600)
+    status, body = _api(cfg).register_workflow(cfg.workflow)
     if status != 200:
         log(f"registering {cfg.workflow}.war answered {status}: {body[:300].decode(errors='replace')}")
     return workflow_registered(cfg)

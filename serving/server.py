@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 
 from restoration.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, MODELS, WORKFLOW_RESTORE
+from serving.ts_client import Management, read_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,47 +150,39 @@ class TorchServe:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
             raise RuntimeError(f"TorchServe exited with {self.proc.returncode}; log tail:\n{tail}")
 
+    def management(self) -> Management:
+        return Management(self.management_url, self.inference_url, self.workdir)
+
     def wait_models(self, models: tuple[str, ...], deadline: float) -> None:
         """Block until every model has a READY worker."""
+        api = self.management()
         pending = list(models)
         while pending:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"models not ready in time: {pending}; see {self.log_path}")
-            name = pending[0]
-            try:
-                r = requests.get(f"{self.management_url}/models/{name}", timeout=5, headers=self.auth("management"))
-                if r.ok and any(w.get("status") == "READY" for w in r.json()[0].get("workers", [])):
-                    pending.pop(0)
-                    continue
-            except (requests.ConnectionError, requests.Timeout, ValueError, IndexError, KeyError):
-                pass
+            if api.model_ready(pending[0]):
+                pending.pop(0)
+                continue
             time.sleep(0.5)
 
     def register_workflow(self, name: str = WORKFLOW_RESTORE, deadline: float | None = None) -> None:
         """Register ``name.war`` (TorchServe cannot load workflows at start-up)."""
         deadline = deadline or time.monotonic() + 180
-        existing = requests.get(f"{self.management_url}/workflows/{name}", timeout=10, headers=self.auth("management"))
-        if existing.ok:
+        api = self.management()
+        if api.workflow_registered(name):
             return
         while True:
-            r = requests.post(f"{self.management_url}/workflows", params={"url": f"{name}.war"}, timeout=300,
-                              headers=self.auth("management"))
-            if r.ok:
+            status, body = api.register_workflow(name, timeout=300)
+            if status == 200:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"registering workflow {name} failed: {r.status_code} {r.text}")
+                raise RuntimeError(f"registering workflow {name} failed: {status} {body[:500].decode(errors='replace')}")
             time.sleep(1)
 
     def auth(self, kind: str) -> dict[str, str]:
         """Bearer header from TorchServe's key file when token authorization is on."""
-        key_file = self.workdir / "key_file.json"
-        if not key_file.exists():
-            return {}
-        import json
-
-        keys = json.loads(key_file.read_text())
-        key = keys.get(kind, {}).get("key")
+        key = read_keys(self.workdir).get(kind)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def stop(self, timeout: float = 30.0) -> None:

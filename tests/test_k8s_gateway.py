@@ -14,7 +14,7 @@ import shutil
 import kubernetes_validate
 import pytest
 
-from handlers import names
+from restoration import names
 from k8s import render_config
 from tests import test_k8s_manifests as single
 from tests.test_k8s_manifests import (

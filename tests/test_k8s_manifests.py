@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from handlers import names
+from restoration import names
 from k8s import render_config
 from serving.server import read_properties
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bot.config import Settings
-from handlers import names
+from restoration import names
 from tests.test_k8s_manifests import K8S, KUBERNETES_VERSION, container, env_of, find, kustomize
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is missing")

@@ -1,36 +1,33 @@
 #!/usr/bin/env bash
-# The recipe of the committed default weights (make train): datasets, then the three models
-# one after another on a 2-core CPU (about 80 minutes of training), then export and evaluation.
-# Every step resumes: run it again after an interruption.
+# The recipe of the committed default weights (make train): photo packages, datasets, the
+# trainings (two at a time, one thread each, on a 2-core CPU), export and evaluation.
+# Every step resumes: run it again after an interruption. docs/training.md records how the
+# committed weights were actually produced (runs continued from earlier weights) and what lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
-# Held-out real photographs, never used in training (evaluation and the README picture).
-HELDOUT_MATE="Dune.jpg LadyBird.jpg YellowFlower.jpg Storm.jpg"
-HELDOUT_IDS="skimage-chelsea skimage-coffee plasma-Autumn plasma-ColorfulCups plasma-Path plasma-Altai"
-EXCLUDE=()
-for f in $HELDOUT_MATE $HELDOUT_IDS; do EXCLUDE+=(--exclude "$f"); done
+# Real photographs from Debian packages (dataset_gen/photo_packages.txt; root needed once).
+if [[ $(id -u) -eq 0 ]]; then bash scripts/install-photos.sh; fi
 
-# Photo sources: scikit-image's bundled photographs (always there) and, when installed, Debian's
-# mate-backgrounds and plasma-workspace-wallpapers packages (apt-get install them first).
-SOURCES=(--source skimage)
-[[ -d /usr/share/backgrounds/mate/nature ]] && SOURCES+=(--source mate)
-[[ -d /usr/share/wallpapers ]] && SOURCES+=(--source plasma)
-
-$PY -m dataset_gen --task colorize "${SOURCES[@]}" --source procedural:40 "${EXCLUDE[@]}" \
-    --size 256 --crops 12 --old-photo 0.5 --val 0.06 --test 0.0 --seed 0 --out data/colorize
-$PY -m dataset_gen --task sr "${SOURCES[@]}" --source procedural:10 "${EXCLUDE[@]}" \
-    --size 192 --crops 16 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --out data/sr
+# Held-out photographs (dataset_gen.sources.HELDOUT) are left out of every dataset by default.
+$PY -m dataset_gen --task colorize --source all-photos --source procedural:60 \
+    --size 256 --crops 12 --old-photo 0.5 --val 0.05 --test 0.0 --seed 0 --out data/colorize_all
+$PY -m dataset_gen --task sr --source skimage --source mate --source plasma --source lomiri --source procedural:10 \
+    --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --out data/sr
+$PY -m dataset_gen --task sr --source skimage --source mate --source plasma --source lomiri --source procedural:10 \
+    --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --sr-degrade --out data/sr_real
 $PY -m training.heldout --out data/heldout
 
-# Two single-threaded trainings side by side use the 2 cores better than one after the other
-# with 2 threads each: colorize (55 min) beside sr_x2 then sr_x4 (25 min each).
-$PY -m training.train_pix2pix --config training/configs/colorize_cpu.yaml resume=true &
+# Colouriser (classification over ab bins) beside SR ×2 (previous default ×2 recipe, then a
+# long continuation), then ×4 from the ×2 body.
+$PY -m training.train_colorizer --config training/configs/colorize_cls_cpu.yaml resume=true &
 col=$!
 $PY -m training.train_sr --config training/configs/sr_x2_cpu.yaml resume=true
-$PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml resume=true
+$PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml resume=true
+$PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model resume=true
 wait $col
 
-$PY -m training.export --all --best --out weights
+$PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
+$PY -m training.export --sr runs/sr_x2_long --sr runs/sr_x4 --out weights
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
