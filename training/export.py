@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from restoration.networks import GeneratorConfig, define_G
 from training.data import PairDataset, SRDataset
+from training.loop import load_checkpoint
 from training.metrics import psnr
 
 # fp16 weights are kept when their outputs match fp32's at least this closely (PSNR between the
@@ -38,7 +39,7 @@ def _val_metrics(run: Path, step: int | None = None) -> dict:
 
 
 def _wall(run: Path) -> float:
-    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ck = load_checkpoint(run / "checkpoint.pt")
     return float(ck.get("wall", 0.0)), int(ck["step"]), ck.get("config", {})
 
 
@@ -101,7 +102,7 @@ def best_colorize_checkpoint(run: Path, data: Path) -> tuple[Path, list[dict]]:
     val = None
     scores = []
     for path in sorted(run.glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(path)
         gcfg = GeneratorConfig.from_dict(ck["generator"])
         if val is None:
             val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)
@@ -119,7 +120,7 @@ def best_colorize_checkpoint(run: Path, data: Path) -> tuple[Path, list[dict]]:
 
 def export_colorize(run: Path, out: Path, data: Path, checkpoint: Path | None = None) -> dict:
     checkpoint = checkpoint or run / "checkpoint.pt"
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(checkpoint)
     gcfg = GeneratorConfig.from_dict(ck["generator"])
     state = ck["G"]
     val = PairDataset(data / "val", "colorize", gcfg.work_size, gcfg.work_size, False)

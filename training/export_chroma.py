@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, load_tensors, read_config, save_tensors, write_config
+from training.loop import load_checkpoint
 from training.metrics import colourfulness, psnr
 from training.train_colorizer import load_val
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = ChromaConfig.from_dict(read_config(model_dir))
     net, centres = build(cfg)
     state = load_tensors(model_dir / COLORIZE_FILE)
-    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ck = load_checkpoint(run / "checkpoint.pt")
     lam = float(ck.get("lam", 0.5))  # the rebalancing the run trained with
     state["log_weight"] = rebalance_weights(ck["prior"], lam, centres=centres).log()
     net.load_state_dict(state, strict=True)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(net.state_dict(), out / COLORIZE_FILE, half=fp16_max_ab < 1.0)
     write_config(out, cfg.to_dict())
-    step = int(ck.get("step", 0))
+    step = a.step or int(ck.get("step", 0))
     summary = {"run": run.name, "model": model_dir.name, "step": step, "val_grey_psnr": grey,
                "faithful": faithful, "vivid": vivid, "default_vividness": default,
                "vividness_grid": {str(k): {"psnr": v[0], "colour_ratio": v[1]} for k, v in grid.items()},
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"- Network: restoration.chroma.ChromaNet, width {cfg.width}, {cfg.blocks} blocks, "
         f"{summary['parameters'] / 1e6:.2f} M parameters, {len(centres)} ab bins (grid {cfg.grid:g}); "
         f"sees the photo's L at {cfg.work_size} px (long side), predicts ab at a quarter of that.",
-        f"- Trained: {run.name}, {model_dir.name}, step {step} (docs/training.md), on the project's own dataset "
+        f"- Trained: {run.name}, {model_dir.name}, step {step} of {int(ck.get('step', 0))} (docs/training.md), on the project's own dataset "
         "(python -m dataset_gen --task colorize --source all-photos ...), held-out photos excluded.",
         f"- Decoding: vividness 0 = α {cfg.alpha_faithful:g}, T {cfg.t_faithful:g}; vividness 1 = α {cfg.alpha_vivid:g}, "
         f"T {cfg.t_vivid:g}; served default {cfg.vividness:g} (chosen on validation, see export.json).",

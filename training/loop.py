@@ -14,6 +14,17 @@ from pathlib import Path
 import torch
 
 
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by these trainers, with ``weights_only=True`` (no arbitrary objects).
+    Checkpoints of earlier versions hold NumPy scalars (learning rates in the optimiser state):
+    those, and only those, are allowed too."""
+    import numpy as np
+
+    allowed = [np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 class Run:
     """One training run's surroundings. ``cfg`` needs ``out``, ``seed``, ``threads``, ``minutes``,
     ``resume``; the trainer owns the models, losses and data."""
@@ -54,7 +65,7 @@ class Run:
         """The checkpoint's contents when ``resume`` is set and one exists (wall time carried on)."""
         if not (self.cfg.get("resume") and self.ckpt_path.exists()):
             return None
-        ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        ck = load_checkpoint(self.ckpt_path, self.device)
         self.t_start = time.time() - float(ck.get("wall", 0.0))
         return ck
 

@@ -27,6 +27,7 @@ from restoration.color import network_to_rgb as to_rgb
 from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
 from training import config
 from training.data import PairDataset
+from training.loop import load_checkpoint
 from training.metrics import colourfulness, psnr, ssim
 
 DEFAULTS = {
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     step, wall = 0, 0.0
     ckpt_path = out_dir / "checkpoint.pt"
     if cfg["resume"] and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ck = load_checkpoint(ckpt_path, device)
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         opt_G.load_state_dict(ck["opt_G"])
