@@ -14,8 +14,8 @@ import shutil
 import kubernetes_validate
 import pytest
 
-from restoration import names
 from k8s import render_config
+from restoration import names
 from tests import test_k8s_manifests as single
 from tests.test_k8s_manifests import (
     CRD_KINDS,

@@ -21,8 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from restoration import names
 from k8s import render_config
+from restoration import names
 from serving.server import read_properties
 
 ROOT = Path(__file__).resolve().parent.parent
