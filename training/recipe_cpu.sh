@@ -25,7 +25,7 @@ $PY -m training.train_colorizer --config training/configs/colorize_cls_cpu.yaml 
 col=$!
 $PY -m training.train_sr --config training/configs/sr_x2_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml resume=true
-$PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model resume=true
+$PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model out=runs/sr_x4 steps=1700 minutes=24 resume=true
 wait $col
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
