@@ -32,6 +32,14 @@ def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, salt])
 
 
+def epoch_batch(n: int, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """Indices of the batch of ``step`` (this rank's share): items drawn without replacement per epoch."""
+    per_epoch = max(1, n // batch_size)
+    epoch, within = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[within * batch_size:(within + 1) * batch_size][rank::world]
+
+
 class PairDataset:
     """Aligned A|B PNGs as the reference implementation lays them out (A left, B right)."""
 
@@ -67,11 +75,7 @@ class PairDataset:
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         """The batch of ``step`` (this rank's share): images drawn without replacement per epoch."""
-        n = len(self.files)
-        per_epoch = max(1, n // batch_size)
-        epoch, within = divmod(step, per_epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = order[within * batch_size:(within + 1) * batch_size][rank::world]
+        idx = epoch_batch(len(self.files), seed, step, batch_size, rank, world)
         rng = step_rng(seed, step, rank)
         pairs = [self.pair(int(i), rng) for i in idx]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

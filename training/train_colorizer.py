@@ -24,7 +24,7 @@ from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, reb
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
-from training.data import list_pngs, to_tensor
+from training.data import epoch_batch, list_pngs, step_rng, to_tensor
 from training.loop import EMA, Run, cosine_lr
 from training.metrics import colourfulness, psnr
 
@@ -61,12 +61,8 @@ class CachedPairs:
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         """(L normalised N×1×c×c from the grey input, ab N×2×c×c in Lab units of the photo)."""
-        n = len(self.a)
-        per_epoch = max(1, n // batch_size)
-        epoch, within = divmod(step, per_epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = order[within * batch_size:(within + 1) * batch_size][rank::world]
-        rng = np.random.default_rng([seed, step, rank])
+        idx = epoch_batch(len(self.a), seed, step, batch_size, rank, world)
+        rng = step_rng(seed, step, rank)
         c, m = self.crop_size, self.load_size - self.crop_size
         grey, colour = [], []
         for i in idx:
