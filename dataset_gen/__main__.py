@@ -3,6 +3,7 @@
 Examples:
     python -m dataset_gen --task colorize --source procedural:400 --source skimage --source mate --out data/colorize
     python -m dataset_gen --task colorize --source all-photos --size 256 --crops 12 --out data/colorize
+    python -m dataset_gen --task repair --source all-photos --size 256 --crops 12 --out data/repair
     python -m dataset_gen --task sr --scales 2,4 --size 192 --source ~/Pictures --out data/sr
     python -m dataset_gen --task edges2photo --source procedural:200 --out data/edges2photo
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val", type=float, default=0.05)
     p.add_argument("--test", type=float, default=0.05)
     p.add_argument("--old-photo", type=float, default=0.5, help="colorize: share of inputs aged like old prints")
+    p.add_argument("--clean", type=float, default=0.1, help="repair: share of pairs left undamaged")
     p.add_argument("--scales", default="2,4", help="sr: comma-separated scales (2,3,4)")
     p.add_argument("--sr-degrade", action="store_true", help="sr: blur/noise/JPEG on the LR images")
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     sources = [s for s in sources if s.uid not in excluded and (s.path is None or Path(s.path).name not in excluded)]
     cfg = BuildConfig(task=a.task, out=Path(a.out), size=a.size, crops=a.crops, seed=a.seed, val=a.val, test=a.test,
                       old_photo=a.old_photo, scales=tuple(int(s) for s in a.scales.split(",")),
-                      sr_degrade=a.sr_degrade, whole=a.whole, include_heldout=a.include_heldout)
+                      sr_degrade=a.sr_degrade, clean=a.clean, whole=a.whole, include_heldout=a.include_heldout)
     if a.workers:
         cfg.workers = a.workers
     meta = build(cfg, sources)

@@ -1,5 +1,5 @@
-"""Build a paired dataset from sources: colorize, edges2photo (aligned A|B, as the reference
-Pix2Pix implementation reads them) and sr (HR/LR folders at ×2/×3/×4), plus a manifest.
+"""Build a paired dataset from sources: colorize, repair, edges2photo (aligned A|B, as the
+reference Pix2Pix implementation reads them) and sr (HR/LR folders at ×2/×3/×4), plus a manifest.
 
 Deterministic for a seed (each item draws from its own seeded generator), parallel across
 cores, resumable (existing outputs are kept), with a progress bar.
@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dataset_gen.degrade import edges, low_res, old_photo, to_grey
+from dataset_gen.degrade import damage, edges, low_res, old_photo, to_grey
 from dataset_gen.sources import Source, is_heldout
 
-TASKS = ("colorize", "edges2photo", "sr")
+TASKS = ("colorize", "repair", "edges2photo", "sr")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class BuildConfig:
     old_photo: float = 0.5  # share of colorize inputs aged like old prints (the rest: clean grey)
     scales: tuple[int, ...] = (2, 4)
     sr_degrade: bool = False
+    clean: float = 0.1  # share of repair pairs left undamaged (input = target)
     whole: bool = False  # whole images (resized to `size` on the long side) instead of random crops
     include_heldout: bool = False  # keep the held-out photos (dataset_gen.sources.HELDOUT); by default left out
     workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1)))
@@ -96,6 +97,9 @@ def make_item(args: tuple[BuildConfig, Source, int]) -> dict:
         else:
             a, rec["transform"] = to_grey(crop), {"grey": {}}
         outputs = [_aligned(a, crop)]
+    elif cfg.task == "repair":
+        damaged, clean, record = damage(crop, rng, cfg.clean)
+        outputs, rec["transform"] = [_aligned(damaged, clean)], {"damage": record}
     elif cfg.task == "edges2photo":
         outputs = [_aligned(edges(crop), crop)]
         rec["transform"] = {"edges": {}}

@@ -99,3 +99,165 @@ def edges(img: Image.Image) -> Image.Image:
     thr = np.percentile(e, 88)
     lines = np.where(e > thr, 0, 255).astype(np.uint8)
     return Image.fromarray(lines, "L").convert("RGB")
+
+
+# -- old-print damage for the repair model -----------------------------------------------------
+
+DAMAGE_OPS = ("fade", "uneven", "sepia_grey", "blur", "downup", "grain", "speckle", "dust", "hairs", "scratches",
+              "cracks", "jpeg")
+# Probability of each damage being drawn for one photo.
+DAMAGE_P = {"fade": 0.5, "uneven": 0.3, "sepia_grey": 0.25, "blur": 0.35, "downup": 0.25, "grain": 0.6,
+            "speckle": 0.2, "dust": 0.55, "hairs": 0.3, "scratches": 0.45, "cracks": 0.2, "jpeg": 0.5}
+
+
+def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, cells: int) -> np.ndarray:
+    """A smooth random field in [-1, 1]: a coarse grid of random values, bicubically enlarged."""
+    grid = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
+    img = Image.fromarray(((grid + 1) * 127.5).astype(np.uint8), "L").resize((shape[1], shape[0]),
+                                                                          Image.Resampling.BICUBIC)
+    return np.asarray(img, np.float32) / 127.5 - 1
+
+
+def _curve(rng: np.random.Generator, start: tuple[float, float], steps: int, step_len: float, turn: float,
+           heading: float | None = None) -> list[tuple[float, float]]:
+    """A random walk that bends smoothly: a hair, a crack's branch."""
+    x, y = start
+    a = float(rng.uniform(0, 2 * np.pi)) if heading is None else heading
+    pts = [(x, y)]
+    for _ in range(steps):
+        a += float(rng.normal(0, turn))
+        x, y = x + step_len * np.cos(a), y + step_len * np.sin(a)
+        pts.append((x, y))
+    return pts
+
+
+def _blend_marks(y: np.ndarray, draw_fn, rng: np.random.Generator, soften: float = 0.6) -> np.ndarray:
+    """Draw marks into a mask (with their grey values) and blend them into ``y``."""
+    h, w = y.shape
+    mask = Image.new("L", (w, h), 0)
+    value = Image.new("L", (w, h), 0)
+    draw_fn(ImageDraw.Draw(mask), ImageDraw.Draw(value))
+    if soften > 0:
+        mask = mask.filter(ImageFilter.GaussianBlur(soften))
+    m = np.asarray(mask, np.float32) / 255.0
+    v = np.asarray(value.filter(ImageFilter.MaxFilter(3)), np.float32)
+    return y * (1 - m) + v * m
+
+
+def _apply(op: str, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    h, w = y.shape
+    side = min(h, w)
+    if op == "fade":
+        p = {"contrast": float(rng.uniform(0.5, 0.9)), "lift": float(rng.uniform(5, 60))}
+        return p["lift"] + y * p["contrast"], p
+    if op == "uneven":
+        p = {"amount": float(rng.uniform(0.05, 0.3)), "cells": int(rng.integers(2, 5))}
+        return y * (1 + p["amount"] * _smooth_field((h, w), rng, p["cells"])), p
+    if op == "sepia_grey":
+        # a toned print scanned in grey: the tone's luminance response, slightly compressed
+        p = {"tone": float(rng.uniform(0.3, 1.0))}
+        gain = 1 - 0.2 * p["tone"]
+        return 255 * (np.clip(y, 0, 255) / 255) ** (1 + 0.3 * p["tone"]) * gain + 12 * p["tone"], p
+    if op == "blur":
+        p = {"sigma": float(rng.uniform(0.4, 1.6))}
+        img = Image.fromarray(np.clip(y, 0, 255).astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(p["sigma"]))
+        return np.asarray(img, np.float32), p
+    if op == "downup":
+        p = {"factor": float(rng.uniform(1.5, 3.0))}
+        img = Image.fromarray(np.clip(y, 0, 255).astype(np.uint8), "L")
+        small = img.resize((max(8, round(w / p["factor"])), max(8, round(h / p["factor"]))), Image.Resampling.BICUBIC)
+        return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), np.float32), p
+    if op == "grain":
+        # film grain: noise a little larger than a pixel, strongest in the mid-tones
+        p = {"sigma": float(rng.uniform(2, 14)), "size": float(rng.uniform(0, 0.9))}
+        n = rng.normal(0, 1, (h, w)).astype(np.float32)
+        if p["size"] > 0.05:
+            ni = Image.fromarray(np.clip(n * 40 + 128, 0, 255).astype(np.uint8), "L").filter(
+                ImageFilter.GaussianBlur(p["size"]))
+            n = (np.asarray(ni, np.float32) - 128) / 40
+            n /= max(1e-3, float(n.std()))
+        mid = 0.4 + 0.6 * (1 - np.abs(np.clip(y, 0, 255) / 127.5 - 1))
+        return y + p["sigma"] * n * mid, p
+    if op == "speckle":
+        p = {"sigma": float(rng.uniform(0.02, 0.1))}
+        return y * (1 + rng.normal(0, p["sigma"], (h, w)).astype(np.float32)), p
+    if op == "dust":
+        p = {"count": int(rng.integers(5, 8 + int(side * side / 1000))), "bright": float(rng.uniform(0.3, 1.0))}
+
+        def specks(m, v):
+            for _ in range(p["count"]):
+                x, yy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.5, 2.5)
+                tone = int(rng.uniform(200, 255)) if rng.random() < p["bright"] else int(rng.uniform(0, 50))
+                m.ellipse([x - r, yy - r, x + r, yy + r], fill=int(rng.uniform(160, 255)))
+                v.ellipse([x - r, yy - r, x + r, yy + r], fill=tone)
+        return _blend_marks(y, specks, rng, soften=0.5), p
+    if op == "hairs":
+        p = {"count": int(rng.integers(1, 5))}
+
+        def hairs(m, v):
+            for _ in range(p["count"]):
+                pts = _curve(rng, (rng.uniform(0, w), rng.uniform(0, h)), int(rng.integers(8, 30)),
+                             float(rng.uniform(1.5, 3.0)), 0.25)
+                tone = int(rng.uniform(0, 40)) if rng.random() < 0.5 else int(rng.uniform(215, 255))
+                m.line(pts, fill=int(rng.uniform(150, 255)), width=1)
+                v.line(pts, fill=tone, width=1)
+        return _blend_marks(y, hairs, rng, soften=0.4), p
+    if op == "scratches":
+        p = {"count": int(rng.integers(1, 7)), "vertical": bool(rng.random() < 0.6)}
+
+        def scratches(m, v):
+            for _ in range(p["count"]):
+                if p["vertical"]:
+                    x = rng.uniform(0, w)
+                    a, b = (x, rng.uniform(-0.2, 0.5) * h), (x + rng.normal(0, w * 0.03), rng.uniform(0.5, 1.2) * h)
+                else:
+                    a, b = (rng.uniform(0, w), rng.uniform(0, h)), (rng.uniform(0, w), rng.uniform(0, h))
+                tone = int(rng.uniform(200, 255)) if rng.random() < 0.7 else int(rng.uniform(0, 50))
+                width = 1 if rng.random() < 0.7 else 2
+                m.line([a, b], fill=int(rng.uniform(120, 255)), width=width)
+                v.line([a, b], fill=tone, width=width)
+        return _blend_marks(y, scratches, rng, soften=0.5), p
+    if op == "cracks":
+        p = {"count": int(rng.integers(1, 4))}
+
+        def cracks(m, v):
+            for _ in range(p["count"]):
+                trunk = _curve(rng, (rng.uniform(0, w), rng.uniform(0, h)), int(rng.integers(15, 50)), 3.0, 0.35)
+                branches = [trunk] + [
+                    _curve(rng, trunk[int(rng.integers(0, len(trunk)))], int(rng.integers(4, 15)), 2.5, 0.5)
+                    for _ in range(int(rng.integers(0, 4)))
+                ]
+                tone = int(rng.uniform(210, 255))
+                for pts in branches:
+                    m.line(pts, fill=int(rng.uniform(170, 255)), width=1)
+                    v.line(pts, fill=tone, width=1)
+        return _blend_marks(y, cracks, rng, soften=0.4), p
+    if op == "jpeg":
+        p = {"quality": int(rng.integers(40, 96))}
+        img = jpeg(Image.fromarray(np.clip(y, 0, 255).astype(np.uint8), "L").convert("RGB"), p["quality"])
+        return np.asarray(ImageOps.grayscale(img), np.float32), p
+    raise ValueError(f"unknown damage {op!r}")
+
+
+def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0) -> tuple[Image.Image, Image.Image, dict]:
+    """(damaged, clean) grey copies of ``img`` as an old print's scan, and what was done.
+
+    Each damage of :data:`DAMAGE_OPS` is drawn with its probability (:data:`DAMAGE_P`) and the
+    drawn ones are applied in a random order; with probability ``clean`` nothing is done (the
+    model must learn to leave an undamaged photo alone). Deterministic for the generator's seed.
+    """
+    target = ImageOps.grayscale(img)
+    y = np.asarray(target, np.float32)
+    record: dict = {"order": [], "params": {}}
+    if rng.random() >= clean:
+        drawn = [op for op in DAMAGE_OPS if rng.random() < DAMAGE_P[op]]
+        if not drawn:
+            drawn = [DAMAGE_OPS[int(rng.integers(0, len(DAMAGE_OPS)))]]
+        for i in rng.permutation(len(drawn)):
+            op = drawn[int(i)]
+            y, p = _apply(op, y, rng)
+            y = np.clip(y, 0, 255)
+            record["order"].append(op)
+            record["params"][op] = p
+    out = Image.fromarray(np.clip(y + 0.5, 0, 255).astype(np.uint8), "L")
+    return out.convert("RGB"), target.convert("RGB"), record

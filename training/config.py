@@ -25,4 +25,17 @@ def load_config(defaults: dict, doc: str | None, argv: list[str] | None = None) 
         if key not in defaults:
             raise SystemExit(f"unknown setting {key!r}; known: {', '.join(defaults)}")
         cfg[key] = yaml.safe_load(value)
+    for key, value in cfg.items():
+        cfg[key] = _like(defaults.get(key), value, key)
     return cfg
+
+
+def _like(default, value, key: str):
+    """A number where the default is one (YAML 1.1 reads ``2e-4`` as a string), else the value as is."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise SystemExit(f"setting {key!r}: {value!r} is not a number") from None
+    return int(number) if isinstance(default, int) and number.is_integer() else number

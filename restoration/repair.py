@@ -1,0 +1,201 @@
+"""Repair an old print's damage (grain, dust, scratches, fading, blur, JPEG) on the luminance.
+
+The network (:class:`RepairNet`, a Pix2Pix-family encoder-decoder with skip connections, no
+normalisation layers) sees the photo's full-resolution luminance Y and predicts a residual
+``dY``; the repaired photo is ``RGB + g·s·dY`` on every channel, which changes Y by exactly
+``g·s·dY`` and keeps the chroma (Cb, Cr): a colour photo keeps its colours, a grey one stays grey.
+
+* ``s`` is the user's strength (0 = off … 1 = full).
+* ``g`` is a gate so that clean photos are left alone: each pixel's change is first shrunk by
+  ``shrink`` (tiny corrections vanish, specks and scratches stay), then scaled by the estimated
+  damage of the whole photo, ``mean |dY|`` in grey levels: 0 below ``gate_low``, 1 above
+  ``gate_high``, linear between. Both thresholds are chosen on validation (training.train_repair).
+
+Large photos run in overlapping tiles (bounded memory); the network is fully convolutional with
+a bounded receptive field, tiles start on multiples of its stride, so the tiled result matches an
+untiled pass to within rounding (the tests check ≤ 1/255).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from restoration.tiling import tile_grid
+from restoration.weights import first_existing, load_tensors, read_config
+
+REPAIR_FILES = ("repair.safetensors",)
+ARCH = "repair_unet"
+# ITU-R BT.601 luma, as PIL's "L" conversion and the training data use.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class RepairConfig:
+    arch: str = ARCH
+    width: int = 48  # channels at half resolution; deeper levels widen (×4/3, ×2, ×8/3)
+    levels: int = 2  # downsamplings by 2 after the first (space-to-depth) halving
+    blocks: int = 2  # residual blocks per encoder level (one per decoder level)
+    shrink: float = 0.0  # per-pixel soft threshold on |dY|, grey levels (0-255)
+    gate_low: float = 0.0  # estimated damage (mean |dY|, grey levels) below which nothing changes
+    gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
+    tile: int = 512  # tile core side in pixels (0: untiled)
+    overlap: int = 96  # context margin per side; a multiple of the stride (2**(levels+1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RepairConfig:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** (self.levels + 1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class RepairNet(nn.Module):
+    """Y (N×1×H×W in [0, 1]) → residual dY (N×1×H×W); any H, W (padded to the stride inside)."""
+
+    def __init__(self, cfg: RepairConfig) -> None:
+        super().__init__()
+        self.multiple = cfg.multiple
+        mult = (1, 4 / 3, 2, 8 / 3, 8 / 3, 8 / 3)
+        widths = [int(cfg.width * mult[i]) for i in range(cfg.levels + 1)]
+        # Space-to-depth first (as FFDNet does): every layer runs at half resolution or below,
+        # a quarter of the cost of a full-resolution first level, and the 2×2 pixels of each
+        # block still reach the head unmixed.
+        self.head = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, widths[0], 3, padding=1), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList()
+        self.enc = nn.ModuleList()
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(cfg.levels):
+            self.down.append(nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1),
+                                           nn.ReLU(inplace=True)))
+            self.enc.append(nn.Sequential(*[ResBlock(widths[i + 1]) for _ in range(cfg.blocks)]))
+            self.up.append(nn.Sequential(nn.Conv2d(widths[i + 1], widths[i] * 4, 1), nn.PixelShuffle(2)))
+            self.dec.append(ResBlock(widths[i]))
+        self.tail = nn.Sequential(nn.Conv2d(widths[0], widths[0], 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(widths[0], 4, 3, padding=1), nn.PixelShuffle(2))
+        nn.init.zeros_(self.tail[-2].weight)  # starts as the identity: no change until it learns one
+        nn.init.zeros_(self.tail[-2].bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h, w = y.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = F.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y
+        x = x - 0.5
+        feats = [self.head(x)]
+        for down, enc in zip(self.down, self.enc, strict=True):
+            feats.append(enc(down(feats[-1])))
+        z = feats[-1]
+        for i in reversed(range(len(self.up))):
+            z = self.dec[i](self.up[i](z) + feats[i])
+        return self.tail(z)[..., :h, :w]
+
+
+def build(cfg: RepairConfig) -> RepairNet:
+    return RepairNet(cfg)
+
+
+def load_repairer(model_dir: str, device: torch.device | str = "cpu") -> tuple[RepairNet, RepairConfig]:
+    """Load the repair network and its settings from a weights directory."""
+    raw = read_config(model_dir)
+    if raw.get("arch") != ARCH:
+        raise ValueError(f"{model_dir}: config.json is not a repair model (arch {raw.get('arch')!r})")
+    cfg = RepairConfig.from_dict(raw)
+    net = build(cfg)
+    net.load_state_dict(load_tensors(first_existing(model_dir, REPAIR_FILES)), strict=True)
+    net.eval().to(device)
+    return net, cfg
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 → H×W float32 luma in [0, 1]."""
+    r, g, b = LUMA
+    x = rgb.astype(np.float32)
+    return (x[..., 0] * r + x[..., 1] * g + x[..., 2] * b) / 255.0
+
+
+@torch.inference_mode()
+def residual(net: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tile: int = 512, overlap: int = 64,
+             multiple: int = 8) -> torch.Tensor:
+    """The network's dY for a 1×1×H×W luma tensor, in overlapping tiles; H×W float32 on the CPU.
+
+    Tiles start on multiples of ``multiple`` (the network's stride) so each sees the grid an
+    untiled pass sees; only each tile's core is kept.
+    """
+    _, _, height, width = y.shape
+    if tile <= 0 or (height <= tile and width <= tile):
+        return net(y)[0, 0].float().cpu()
+    tile = max(multiple, tile // multiple * multiple)
+    overlap = (overlap + multiple - 1) // multiple * multiple
+    out = torch.empty((height, width), dtype=torch.float32)
+    for top, left, bottom, right in tile_grid(height, width, tile):
+        t0, l0 = max(0, top - overlap), max(0, left - overlap)
+        b0, r0 = min(height, bottom + overlap), min(width, right + overlap)
+        r = net(y[:, :, t0:b0, l0:r0])[0, 0]
+        out[top:bottom, left:right] = r[top - t0:bottom - t0, left - l0:right - l0].float().cpu()
+    return out
+
+
+def gate(d: torch.Tensor, cfg: RepairConfig) -> tuple[torch.Tensor, float, float]:
+    """Shrink small corrections, then scale by the photo's estimated damage.
+
+    Returns (gated dY, estimated damage in grey levels, gate factor in [0, 1]).
+    """
+    if cfg.shrink > 0:
+        t = cfg.shrink / 255.0
+        d = torch.sign(d) * (d.abs() - t).clamp_min(0.0)
+    damage = float(d.abs().mean()) * 255.0
+    if cfg.gate_high > cfg.gate_low:
+        g = min(1.0, max(0.0, (damage - cfg.gate_low) / (cfg.gate_high - cfg.gate_low)))
+    else:
+        g = 1.0
+    return d * g, damage, g
+
+
+def apply_delta(rgb: np.ndarray, delta: torch.Tensor) -> Image.Image:
+    """Add dY (H×W, in [0, 1] units) to every channel of an H×W×3 uint8 photo."""
+    d = delta.numpy()[..., None] * 255.0
+    out = np.clip(np.rint(rgb.astype(np.float32) + d), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "RGB")
+
+
+def repair_image(net: Callable[[torch.Tensor], torch.Tensor], cfg: RepairConfig, img: Image.Image,
+                 strength: float | None = None, device: torch.device | str = "cpu", tile: int | None = None,
+                 overlap: int | None = None) -> Image.Image:
+    """Repair one RGB photo at full resolution (same size out); ``strength`` 0 … 1 (None: 1)."""
+    s = 1.0 if strength is None else float(strength)
+    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if s <= 0.0:
+        return Image.fromarray(rgb.copy(), "RGB")
+    y = torch.from_numpy(luma(rgb))[None, None].to(device)
+    d = residual(net, y, cfg.tile if tile is None else tile, cfg.overlap if overlap is None else overlap,
+                 cfg.multiple)
+    d, _, _ = gate(d, cfg)
+    return apply_delta(rgb, d * s)
+
+
+def repair_images(net, cfg: RepairConfig, images: list[Image.Image], device: torch.device | str = "cpu",
+                  strengths: list[float | None] | None = None) -> list[Image.Image]:
+    strengths = strengths or [None] * len(images)
+    return [repair_image(net, cfg, img, s, device) for img, s in zip(images, strengths, strict=True)]

@@ -1,0 +1,231 @@
+"""Train the repair model (restoration.repair.RepairNet) on damaged → clean grey pairs.
+
+    python -m dataset_gen --task repair --source all-photos --size 256 --crops 10 --out data/repair
+    python -m training.train_repair data=data/repair out=runs/repair steps=6000 minutes=60 threads=1
+    python -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
+
+The network predicts a residual on the luminance; L1 between the repaired and the clean
+luminance, Adam(W), cosine decay, an EMA of the weights (what is exported), resumable checkpoints
+and the time budget of :mod:`training.loop`. Every ``eval_every`` steps the EMA model is measured
+on the validation pairs (PSNR on L of the damaged input and of the repaired output against the
+clean photo, and of a clean photo passed through) and exported to ``out/model_<step>``; at the end
+the gate that keeps clean photos untouched (restoration.repair.gate) is chosen on validation and
+written into ``out/model/config.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from restoration.repair import REPAIR_FILES, RepairConfig, build, gate
+from restoration.weights import load_tensors, save_tensors, write_config
+from training import config
+from training.data import epoch_batch, list_pngs, step_rng
+from training.loop import EMA, Run, cosine_lr
+
+DEFAULTS = {
+    "data": "data/repair", "out": "runs/repair", "init": "",
+    "width": 32, "levels": 3, "blocks": 2,
+    "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
+    "steps": 6000, "minutes": 0.0, "eval_every": 500, "ckpt_every": 250, "eval_max": 120,
+    "clean_min_db": 40.0,  # the gate is chosen so that clean validation photos stay at least this close
+    "seed": 0, "threads": 0, "resume": False, "stop_at": 0,
+}
+
+
+def load_config(argv: list[str] | None = None) -> dict:
+    return config.load_config(DEFAULTS, __doc__, argv)
+
+
+def load_pairs(folder: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(damaged, clean) grey pairs as N×H×W uint8 arrays (A|B PNGs: damaged left, clean right)."""
+    files = list_pngs(folder)
+    if limit:
+        files = files[:limit]
+    damaged, clean = [], []
+    for f in files:
+        ab = np.asarray(Image.open(f).convert("L"), dtype=np.uint8)
+        w = ab.shape[1] // 2
+        damaged.append(ab[:, :w])
+        clean.append(ab[:, w:2 * w])
+    return np.stack(damaged), np.stack(clean)
+
+
+class RepairPairs:
+    """Training pairs held in memory; a batch is a pure function of (seed, step)."""
+
+    def __init__(self, folder: Path, crop: int) -> None:
+        self.damaged, self.clean = load_pairs(folder)
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
+        idx = epoch_batch(len(self), seed, step, batch_size, rank, world)
+        rng = step_rng(seed, step, rank)
+        h, w = self.clean.shape[1:]
+        xs, ys = [], []
+        for i in idx:
+            y0, x0 = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
+            a = self.damaged[i, y0:y0 + self.crop, x0:x0 + self.crop]
+            b = self.clean[i, y0:y0 + self.crop, x0:x0 + self.crop]
+            k = int(rng.integers(0, 4))  # rotations and flips: scratches run any way
+            a, b = np.rot90(a, k), np.rot90(b, k)
+            if rng.random() < 0.5:
+                a, b = a[:, ::-1], b[:, ::-1]
+            xs.append(a.copy())
+            ys.append(b.copy())
+        x = torch.from_numpy(np.stack(xs)).unsqueeze(1).float() / 255.0
+        y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float() / 255.0
+        return x, y
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+@torch.inference_mode()
+def residuals(net, x: np.ndarray, device) -> torch.Tensor:
+    """dY for N×H×W uint8 images, N×H×W float32 on the CPU."""
+    out = []
+    for i in range(0, len(x), 8):
+        t = torch.from_numpy(x[i:i + 8]).unsqueeze(1).float().div(255.0).to(device)
+        out.append(net(t)[:, 0].float().cpu())
+    return torch.cat(out)
+
+
+def measure(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, device) -> dict:
+    """PSNR on L (dB, mean over photos): damaged input, repaired, and a clean photo passed through."""
+    damaged, clean = val
+    d_res, c_res = residuals(net, damaged, device), residuals(net, clean, device)
+    return score(damaged, clean, d_res, c_res, rcfg)
+
+
+def score(damaged, clean, d_res, c_res, rcfg: RepairConfig) -> dict:
+    rows = {"damaged": [], "repaired": [], "clean_through": []}
+    for i in range(len(clean)):
+        x = torch.from_numpy(damaged[i]).float() / 255.0
+        y = torch.from_numpy(clean[i]).float() / 255.0
+        d, _, _ = gate(d_res[i], rcfg)
+        c, _, _ = gate(c_res[i], rcfg)
+        rows["damaged"].append(psnr(x, y))
+        rows["repaired"].append(psnr(torch.round((x + d).clamp(0, 1) * 255) / 255, y))
+        rows["clean_through"].append(psnr(torch.round((y + c).clamp(0, 1) * 255) / 255, y))
+    m = {f"psnr_{k}": float(np.mean(v)) for k, v in rows.items()}
+    m["gain_db"] = m["psnr_repaired"] - m["psnr_damaged"]
+    m["clean_min_db"] = float(np.min(rows["clean_through"]))
+    return m
+
+
+def choose_gate(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, device, clean_min_db: float
+                ) -> tuple[RepairConfig, dict]:
+    """The shrink and gate thresholds with the best repaired PSNR whose clean photos all stay
+    ≥ ``clean_min_db`` from themselves (falls back to the safest setting tried)."""
+    damaged, clean = val
+    d_res, c_res = residuals(net, damaged, device), residuals(net, clean, device)
+    best, best_m, safest, safest_m = None, None, None, None
+    for shrink in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0):
+        base = RepairConfig(shrink=shrink)
+        clean_est = np.array([gate(c_res[i], base)[1] for i in range(len(clean))])
+        lows = [0.0] + [float(np.quantile(clean_est, q)) for q in (0.5, 0.9, 1.0)]
+        for low in lows:
+            for span in (0.0, 0.5, 1.0, 2.0):
+                cand = RepairConfig(**{**rcfg.to_dict(), "shrink": shrink, "gate_low": low,
+                                       "gate_high": low + span if span else (low + 1e-6 if low else 0.0)})
+                m = score(damaged, clean, d_res, c_res, cand)
+                if safest_m is None or m["clean_min_db"] > safest_m["clean_min_db"]:
+                    safest, safest_m = cand, m
+                if m["clean_min_db"] >= clean_min_db and (best_m is None or m["psnr_repaired"] > best_m["psnr_repaired"]):
+                    best, best_m = cand, m
+    return (best, best_m) if best is not None else (safest, safest_m)
+
+
+def export_model(net, rcfg: RepairConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(net.state_dict(), out / REPAIR_FILES[0], half=True)
+    write_config(out, rcfg.to_dict())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = load_config(argv)
+    run = Run(cfg)
+    rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]))
+    net = build(rcfg).to(run.device)
+    if cfg["init"]:
+        net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    ema = EMA(net, cfg["ema"])
+    train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]))
+    val_dir = Path(cfg["data"]) / "val"
+    val = load_pairs(val_dir, int(cfg["eval_max"])) if val_dir.is_dir() else None
+    if run.master:
+        print(f"{len(train)} training pairs, {0 if val is None else len(val[0])} validation pairs, "
+              f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
+    step = 0
+    ck = run.resume()
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step = int(ck["step"])
+        if run.master:
+            print(f"resumed at step {step}")
+    model = run.wrap(net)
+    bar = tqdm(total=cfg["steps"], initial=step, desc="repair", disable=not run.master, mininterval=30)
+    metrics: dict = {}
+    while step < cfg["steps"]:
+        net.train()
+        lr = cosine_lr(cfg["lr"], step, cfg["steps"], cfg["warmup"], floor=0.02)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
+        x, y = x.to(run.device), y.to(run.device)
+        with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
+            out = x + model(x)
+        loss = (out.float() - y).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        ema.update(net, step)
+        step += 1
+        bar.update(1)
+        if step % 25 == 0 or step == 1:
+            run.log({"step": step, "loss": loss.item(), "lr": lr, "wall_s": run.elapsed()})
+        out_of_time = run.out_of_time() or (cfg["stop_at"] and step >= cfg["stop_at"])
+        last = step == cfg["steps"] or out_of_time
+        if step % cfg["ckpt_every"] == 0 or last:
+            run.save({"model": net.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "step": step})
+            if run.master:
+                export_model(ema.model, rcfg, run.out / "model")
+        if run.master and val is not None and (step % cfg["eval_every"] == 0 or last):
+            metrics = measure(ema.model, val, rcfg, run.device)
+            export_model(ema.model, rcfg, run.out / f"model_{step}")
+            run.log({"step": step, "val": metrics})
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        if out_of_time:
+            tqdm.write(f"stopped at step {step} (time budget or stop_at)")
+            break
+    bar.close()
+    if run.master and val is not None:
+        chosen, gated = choose_gate(ema.model, val, rcfg, run.device, float(cfg["clean_min_db"]))
+        export_model(ema.model, chosen, run.out / "model")
+        run.log({"step": step, "gate": {k: getattr(chosen, k) for k in ("shrink", "gate_low", "gate_high")},
+                 "val_gated": gated})
+        print(f"gate: shrink {chosen.shrink}, low {chosen.gate_low:.3f}, high {chosen.gate_high:.3f}: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in gated.items()))
+        metrics = {"ungated": metrics, "gated": gated}
+    run.close()
+    return {"step": step, "val": metrics, "wall_s": run.elapsed()}
+
+
+if __name__ == "__main__":
+    main()
