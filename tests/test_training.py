@@ -60,6 +60,28 @@ def test_pix2pix_resume_is_exact(colour_data, tmp_path):
         assert torch.equal(a["D"][key], b["D"][key]), key
 
 
+def test_pix2pix_resumes_and_fine_tunes_checkpoints_of_earlier_versions(colour_data, tmp_path):
+    """Checkpoints written before the shared loop hold NumPy scalars (learning rates in the
+    optimiser state): they still resume exactly and still initialise a fine-tune."""
+    import numpy as np
+
+    straight, old = tmp_path / "straight", tmp_path / "old"
+    train_pix2pix.main(pix2pix_args(colour_data, straight, 6))
+    train_pix2pix.main(pix2pix_args(colour_data, old, 6, stop_at=3))
+    ck = torch.load(old / "checkpoint.pt", weights_only=False)
+    for opt in ("opt_G", "opt_D"):
+        for group in ck[opt]["param_groups"]:
+            group["lr"] = np.float64(group["lr"])
+    torch.save(ck, old / "checkpoint.pt")
+    with pytest.raises(Exception, match="weights_only"):
+        torch.load(old / "checkpoint.pt", weights_only=True)  # what a plain safe load makes of it
+    train_pix2pix.main(pix2pix_args(colour_data, tmp_path / "tuned", 1, lr=0.0, init=old / "checkpoint.pt"))
+    train_pix2pix.main(pix2pix_args(colour_data, old, 6, resume=True))
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(old / "checkpoint.pt", weights_only=False)
+    assert b["step"] == 6 and all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+
+
 def test_pix2pix_init_starts_from_trained_weights(colour_data, tmp_path):
     """``init=`` (fine-tuning) starts from a checkpoint's G and D, or from a generator file."""
     base = tmp_path / "base"

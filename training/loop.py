@@ -36,6 +36,8 @@ class Run:
         cuda = torch.cuda.is_available()
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
         if self.ddp:
+            if cuda:  # each process on its own GPU (NCCL would otherwise put every rank's work on cuda:0)
+                torch.cuda.set_device(self.device)
             torch.distributed.init_process_group("nccl" if cuda else "gloo")
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg["threads"]))

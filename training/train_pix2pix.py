@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import time
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from restoration.color import network_to_rgb as to_rgb
 from restoration.networks import GeneratorConfig, clean_reference_state_dict, define_D, define_G, init_weights
 from training import config
 from training.data import PairDataset
-from training.loop import load_checkpoint
+from training.loop import Run, load_checkpoint
 from training.metrics import colourfulness, psnr, ssim
 
 DEFAULTS = {
@@ -64,7 +62,7 @@ def load_init(path: str, G: torch.nn.Module, D: torch.nn.Module, device, verbose
 
         state, d_state = load_file(path), None
     else:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(Path(path))
         state, d_state = (ck["G"], ck.get("D")) if "G" in ck else (ck, None)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     G.load_state_dict(clean_reference_state_dict(state, G), strict=True)
@@ -146,66 +144,44 @@ def plot_losses(log_path: Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
-    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    if ddp:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    if cfg["threads"]:
-        torch.set_num_threads(int(cfg["threads"]))
-    master = rank == 0
-    torch.manual_seed(cfg["seed"])
-    random.seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
-    out_dir = Path(cfg["out"])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(cfg)
     in_nc, out_nc = (1, 2) if cfg["task"] == "colorize" else (3, 3)
     gcfg = GeneratorConfig(input_nc=in_nc, output_nc=out_nc, num_downs=cfg["num_downs"], ngf=cfg["ngf"],
                            norm=cfg["norm"], use_dropout=cfg["use_dropout"], task=cfg["task"],
                            work_size=cfg["crop_size"])
-    G, D = define_G(gcfg).to(device), define_D(in_nc + out_nc, cfg["ndf"], cfg["n_layers"], cfg["norm"],
-                                               cfg["spectral_norm"]).to(device)
+    G, D = define_G(gcfg).to(run.device), define_D(in_nc + out_nc, cfg["ndf"], cfg["n_layers"], cfg["norm"],
+                                                   cfg["spectral_norm"]).to(run.device)
     init_weights(G)
     init_weights(D)
-    if cfg["init"] and not (cfg["resume"] and (out_dir / "checkpoint.pt").exists()):
-        load_init(cfg["init"], G, D, device, master)
+    if cfg["init"] and not (cfg["resume"] and run.ckpt_path.exists()):
+        load_init(cfg["init"], G, D, run.device, run.master)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], 0.999))
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    step, wall = 0, 0.0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if cfg["resume"] and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
+    step = 0
+    ck = run.resume()
+    if ck is not None:
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         opt_G.load_state_dict(ck["opt_G"])
         opt_D.load_state_dict(ck["opt_D"])
-        step, wall = ck["step"], ck.get("wall", 0.0)
-        torch.set_rng_state(ck["torch_rng"])
-        if master:
+        step = int(ck["step"])
+        torch.set_rng_state(ck["torch_rng"])  # dropout continues as if never interrupted
+        if run.master:
             print(f"resumed at step {step}")
-    G_train, D_train = G, D
-    if ddp:
-        G_train = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device] if amp else None)
-        D_train = torch.nn.parallel.DistributedDataParallel(D, device_ids=[device] if amp else None)
+    G_train, D_train = run.wrap(G), run.wrap(D)
     train = PairDataset(Path(cfg["data"]) / "train", cfg["task"], cfg["load_size"], cfg["crop_size"], True)
     val_dir = Path(cfg["data"]) / "val"
     val = PairDataset(val_dir, cfg["task"], cfg["load_size"], cfg["crop_size"], False) if any(
         val_dir.glob("*.png")) else None
-    log = open(out_dir / "log.jsonl", "a", encoding="utf-8") if master else None  # noqa: SIM115 (open for the run)
-    budget = cfg["minutes"] * 60.0
-    t_start = time.time() - wall
-    bar = tqdm(total=cfg["steps"], initial=step, desc="pix2pix", disable=not master)
+    bar = tqdm(total=cfg["steps"], initial=step, desc="pix2pix", disable=not run.master)
     metrics: dict = {}
     while step < cfg["steps"]:
         for group in (*opt_G.param_groups, *opt_D.param_groups):
             group["lr"] = lr_at(step, cfg)
-        a, b = train.batch(cfg["seed"], step, cfg["batch_size"], rank, world)
-        a, b = a.to(device), b.to(device)
-        with torch.autocast(device.type, enabled=amp):
+        a, b = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
+        a, b = a.to(run.device), b.to(run.device)
+        with torch.autocast(run.device.type, enabled=run.amp):
             fake = G_train(a)
             # Discriminator: real pairs → 1, generated pairs → 0.
             d_fake = D_train(torch.cat([a, fake.detach()], 1))
@@ -214,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         opt_D.zero_grad(set_to_none=True)
         scaler.scale(loss_D).backward()
         scaler.step(opt_D)
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(run.device.type, enabled=run.amp):
             # Generator: fool D, stay close to the target (λ·L1), optionally keep chroma strong.
             loss_gan = gan_loss(D_train(torch.cat([a, fake], 1)), True, cfg["gan_mode"])
             loss_l1 = F.l1_loss(fake, b)
@@ -227,42 +203,34 @@ def main(argv: list[str] | None = None) -> dict:
         scaler.update()
         step += 1
         bar.update(1)
-        if master and (step % 25 == 0 or step == 1):
-            log.write(json.dumps({"step": step, "loss_G": loss_G.item(), "loss_G_gan": loss_gan.item(),
-                                  "loss_G_l1": loss_l1.item(), "loss_D": loss_D.item(),
-                                  "lr": lr_at(step - 1, cfg), "wall_s": time.time() - t_start}) + "\n")
-            log.flush()
+        if step % 25 == 0 or step == 1:
+            run.log({"step": step, "loss_G": loss_G.item(), "loss_G_gan": loss_gan.item(),
+                     "loss_G_l1": loss_l1.item(), "loss_D": loss_D.item(), "lr": lr_at(step - 1, cfg),
+                     "wall_s": run.elapsed()})
             bar.set_postfix(l1=f"{loss_l1.item():.4f}", d=f"{loss_D.item():.3f}")
-        out_of_time = (budget and time.time() - t_start > budget) or step == cfg["stop_at"]
+        out_of_time = run.out_of_time() or step == cfg["stop_at"]
         validating = val is not None and (step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time)
         # a kept checkpoint_<step>.pt must hold this step's weights: save whenever one is kept
-        if master and (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time
-                       or (validating and cfg["keep_checkpoints"])):
-            torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
-                        "opt_D": opt_D.state_dict(), "step": step, "wall": time.time() - t_start,
-                        "torch_rng": torch.get_rng_state(), "config": cfg, "generator": gcfg.to_dict()},
-                       ckpt_path.with_suffix(".tmp"))
-            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
-        if master and validating:
-            metrics = evaluate(G, val, cfg, device, out_dir, step)
-            if cfg["keep_checkpoints"] and ckpt_path.exists():
-                import shutil
-
-                shutil.copy2(ckpt_path, out_dir / f"checkpoint_{step}.pt")
-            log.write(json.dumps({"step": step, "val": metrics}) + "\n")
-            log.flush()
+        if (step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time
+                or (validating and cfg["keep_checkpoints"])):
+            run.save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
+                      "opt_D": opt_D.state_dict(), "step": step, "torch_rng": torch.get_rng_state(),
+                      "config": cfg, "generator": gcfg.to_dict()})
+        if run.master and validating:
+            metrics = evaluate(G, val, cfg, run.device, run.out, step)
+            if cfg["keep_checkpoints"] and run.ckpt_path.exists():
+                shutil.copy2(run.ckpt_path, run.out / f"checkpoint_{step}.pt")
+            run.log({"step": step, "val": metrics})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         if out_of_time:
             tqdm.write(f"time budget of {cfg['minutes']} min reached at step {step}")
             break
     bar.close()
-    if master:
-        log.close()
-        plot_losses(out_dir / "log.jsonl", out_dir / "losses.png")
-        (out_dir / "generator.json").write_text(json.dumps(gcfg.to_dict(), indent=2))
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return {"step": step, "val": metrics, "wall_s": time.time() - t_start, "nan": not math.isfinite(loss_G.item())}
+    if run.master:
+        plot_losses(run.out / "log.jsonl", run.out / "losses.png")
+        (run.out / "generator.json").write_text(json.dumps(gcfg.to_dict(), indent=2))
+    run.close()
+    return {"step": step, "val": metrics, "wall_s": run.elapsed(), "nan": not math.isfinite(loss_G.item())}
 
 
 if __name__ == "__main__":
