@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -75,7 +76,11 @@ def make_storage(settings: Settings) -> BaseStorage:
         from aiogram.fsm.storage.redis import RedisStorage
     except ImportError as exc:  # the `redis` package is optional
         raise ConfigError("BOT_REDIS_URL is set but the `redis` package is not installed (pip install redis)") from exc
-    return RedisStorage.from_url(settings.redis_url)
+    # The password from BOT_REDIS_PASSWORD(_FILE), or already in the URL (redis://:pw@host:6379/0).
+    if settings.redis_password and urlsplit(settings.redis_url).password:
+        raise ConfigError("BOT_REDIS_URL carries a password and BOT_REDIS_PASSWORD is set too; use one of them")
+    kwargs = {"password": settings.redis_password} if settings.redis_password else {}
+    return RedisStorage.from_url(settings.redis_url, connection_kwargs=kwargs)
 
 
 async def check_storage(storage: BaseStorage, timeout: float = 10.0) -> None:
@@ -106,7 +111,7 @@ class BotApp:
         self.settings = settings
         self.store = JobStore(settings.db_path)
         self.bot = make_bot(settings)
-        self.torchserve = TorchServeClient(settings.torchserve_url, settings.torchserve_token,
+        self.torchserve = TorchServeClient(settings.torchserve_url, settings.torchserve_key(),
                                            timeout=settings.torchserve_timeout, retries=settings.torchserve_retries,
                                            backoff=settings.torchserve_backoff)
         self.runner = JobRunner(self.bot, self.torchserve, self.store, settings)
@@ -259,7 +264,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"bot: {exc}", file=sys.stderr)
         return 2
-    setup_logging([settings.token, settings.torchserve_token, settings.webhook_secret])
+    setup_logging([settings.token, settings.torchserve_key(), settings.webhook_secret, settings.redis_password])
     try:
         asyncio.run(run(settings))
     except ConfigError as exc:

@@ -1,4 +1,9 @@
-"""Bot settings, read once from environment variables (the only way to configure the bot)."""
+"""Bot settings, read once from environment variables (the only way to configure the bot).
+
+A secret setting ``NAME`` may instead be given as ``NAME_FILE``, the path of a file holding it
+(Kubernetes mounts Secrets as files). The TorchServe key's file is read again whenever it
+changes (:mod:`bot.credentials`); the others are read at start.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from restoration.names import (
     ENV_TORCHSERVE_TOKEN,
     ENV_TORCHSERVE_URL,
 )
+
+from .credentials import FileSecret, KeySource
 
 # Telegram refuses getFile for files above 20 MB, so a larger image can never reach the bot.
 TELEGRAM_DOWNLOAD_LIMIT = 20 * MB
@@ -64,6 +71,27 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
 
 
+def _secret(env: dict[str, str], name: str, *, missing_file_ok: bool = False) -> str | None:
+    """``NAME``, or the contents of the file ``NAME_FILE`` names; ``None`` when neither is set.
+
+    ``missing_file_ok``: a named file that does not exist counts as unset (a Secret key marked
+    optional is simply absent from the mounted folder)."""
+    inline = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if inline and path:
+        raise ConfigError(f"both {name} and {name}_FILE are set; use one of them")
+    if not path:
+        return inline or None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError as exc:
+        if missing_file_ok:
+            return None
+        raise ConfigError(f"{name}_FILE={path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}_FILE={path}: cannot read it ({type(exc).__name__})") from exc
+
+
 def parse_user_ids(raw: str | None) -> frozenset[int]:
     """``"12, 34"`` → ``{12, 34}``; empty means everybody is allowed."""
     ids: set[int] = set()
@@ -86,11 +114,15 @@ class Settings:
     telegram_api_base: str = DEFAULT_TELEGRAM_API_BASE
     torchserve_url: str = DEFAULT_TORCHSERVE_URL
     torchserve_token: str | None = None
+    # the key's file, re-read whenever it changes (a rotated key needs no restart); it may be
+    # absent at start (the Secret is filled in later)
+    torchserve_token_file: Path | None = None
     metrics_port: int = BOT_METRICS_PORT
     metrics_host: str = "0.0.0.0"
     allowed_users: frozenset[int] = frozenset()
     state_dir: Path = Path("state")
     redis_url: str | None = None
+    redis_password: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_host: str = "0.0.0.0"
@@ -119,15 +151,25 @@ class Settings:
     def db_path(self) -> Path:
         return self.state_dir / "jobs.sqlite3"
 
+    def torchserve_key(self) -> KeySource:
+        """What the TorchServe client sends as its key: the file (re-read on change) or the value."""
+        if self.torchserve_token_file is not None:
+            return FileSecret(self.torchserve_token_file)
+        return self.torchserve_token
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read the settings; raise :class:`ConfigError` naming the variable that is wrong."""
         env = dict(os.environ if env is None else env)
-        token = env.get(ENV_BOT_TOKEN, "").strip()
+        token = _secret(env, ENV_BOT_TOKEN)
         if not token:
-            raise ConfigError(f"{ENV_BOT_TOKEN} is not set; get a token from @BotFather and export it")
-        webhook_url = env.get("BOT_WEBHOOK_URL", "").strip() or None
-        webhook_secret = env.get("BOT_WEBHOOK_SECRET", "").strip() or None
+            raise ConfigError(f"{ENV_BOT_TOKEN} is not set; get a token from @BotFather and export it "
+                              f"(or name a file holding it in {ENV_BOT_TOKEN}_FILE)")
+        webhook_url = _secret(env, "BOT_WEBHOOK_URL")
+        webhook_secret = _secret(env, "BOT_WEBHOOK_SECRET")
+        token_file = env.get(f"{ENV_TORCHSERVE_TOKEN}_FILE", "").strip()
+        if token_file and env.get(ENV_TORCHSERVE_TOKEN, "").strip():
+            raise ConfigError(f"both {ENV_TORCHSERVE_TOKEN} and {ENV_TORCHSERVE_TOKEN}_FILE are set; use one of them")
         if webhook_url and not webhook_secret:
             raise ConfigError("BOT_WEBHOOK_URL is set but BOT_WEBHOOK_SECRET is not; webhook mode needs a secret")
         return cls(
@@ -135,11 +177,13 @@ class Settings:
             telegram_api_base=env.get(ENV_TELEGRAM_API_BASE, "").strip().rstrip("/") or DEFAULT_TELEGRAM_API_BASE,
             torchserve_url=env.get(ENV_TORCHSERVE_URL, "").strip().rstrip("/") or DEFAULT_TORCHSERVE_URL,
             torchserve_token=env.get(ENV_TORCHSERVE_TOKEN, "").strip() or None,
+            torchserve_token_file=Path(token_file) if token_file else None,
             metrics_port=_int(env, ENV_BOT_METRICS_PORT, BOT_METRICS_PORT),
             metrics_host=env.get("BOT_METRICS_HOST", "").strip() or "0.0.0.0",
-            allowed_users=parse_user_ids(env.get(ENV_BOT_ALLOWED_USERS)),
+            allowed_users=parse_user_ids(_secret(env, ENV_BOT_ALLOWED_USERS, missing_file_ok=True)),
             state_dir=Path(env.get("BOT_STATE_DIR", "").strip() or "state"),
             redis_url=env.get("BOT_REDIS_URL", "").strip() or None,
+            redis_password=_secret(env, "BOT_REDIS_PASSWORD"),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
             webhook_host=env.get("BOT_WEBHOOK_HOST", "").strip() or "0.0.0.0",

@@ -203,8 +203,8 @@ class JobRunner:
             except TorchServeError as exc:
                 log.warning("job %s: TorchServe %s: %s %s", job.id, mode.target, exc.status, exc.kind)
                 if exc.is_auth_error:
-                    log.error("TorchServe refused the inference key; check TORCHSERVE_TOKEN (keys expire and "
-                              "change when TorchServe restarts)")
+                    log.error("TorchServe refused the inference key; check TORCHSERVE_TOKEN or the file "
+                              "TORCHSERVE_TOKEN_FILE names (keys expire and change when TorchServe restarts)")
                 if exc.is_client_error:
                     await self.reply(job, item, image_error_text(lang, exc.kind, exc.message, settings.limits,
                                                                  settings.download_limit))

@@ -19,6 +19,7 @@ import aiohttp
 from restoration.names import COLORIZE, WORKFLOW_RESTORE, prediction_path
 
 from . import metrics
+from .credentials import KeySource, current
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,10 @@ def format_vividness(value: float) -> str:
 class TorchServeClient:
     """Calls ``POST {base}/predictions/<model>`` and ``POST {base}/wfpredict/<workflow>``."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 300.0, retries: int = 3,
+    def __init__(self, base_url: str, token: KeySource = None, timeout: float = 300.0, retries: int = 3,
                  backoff: float = 1.0) -> None:
         self.base_url = base_url.rstrip("/")
+        # a fixed key, or a FileSecret read for every request (a rotated key is used at once)
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=10)
         self.retries = retries
@@ -126,8 +128,9 @@ class TorchServeClient:
 
     def _headers(self, path: str, vividness: float | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/octet-stream", "Accept": "image/png"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        key = current(self.token)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         if vividness is not None and path in COLOUR_PATHS:
             headers[VIVIDNESS_HEADER] = format_vividness(vividness)
         return headers

@@ -96,9 +96,9 @@ def test_gateway_and_bot_share_one_operator_made_secret(scaled):
     assert mount["readOnly"] is True
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     secret = volume["secret"]["secretName"]
-    bot = container(find(scaled, "StatefulSet", "pix2pix-bot"), "bot")
-    ref = env_of(bot)[names.ENV_TORCHSERVE_TOKEN]["secretKeyRef"]
-    assert ref["name"] == secret and ref["key"] == "inference-key"
+    sts = find(scaled, "StatefulSet", "pix2pix-bot")
+    assert single.secret_file(sts, container(sts, "bot"), names.ENV_TORCHSERVE_TOKEN + "_FILE") == (
+        secret, "inference-key")
     # the Secret holds real keys: the operator makes it, the manifests never carry one
     assert not [o for o in scaled if o["kind"] == "Secret"]
 

@@ -229,16 +229,19 @@ def test_probes_use_the_sidecar_and_readiness_needs_the_workflow(rendered):
     assert ts["lifecycle"]["preStop"]
 
 
-def test_sidecar_can_publish_the_key_and_restart_the_bot_and_nothing_else(rendered):
+def test_sidecar_can_publish_the_key_and_nothing_else(rendered):
+    """One Secret, get and patch: no right to patch the bot's Deployment (which would let the
+    sidecar run any pod, hence read any Secret); the bot re-reads the key file instead."""
     _, objs = rendered
     deploy = find(objs, "Deployment", "pix2pix-torchserve")
     env = env_of(container(deploy, "ts-sidecar"))
+    assert "RESTART_DEPLOYMENT" not in env
     role = find(objs, "Role", "pix2pix-torchserve-key-publisher")
     allowed = {(g, r, n) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
                for n in rule["resourceNames"]}
-    assert allowed == {("", "secrets", env["KEY_SECRET"]), ("apps", "deployments", env["RESTART_DEPLOYMENT"])}
+    assert allowed == {("", "secrets", env["KEY_SECRET"])}
     assert all(set(rule["verbs"]) <= {"get", "patch"} for rule in role["rules"])
-    find(objs, "Deployment", env["RESTART_DEPLOYMENT"])
+    assert [o for o in objs if o["kind"] in ("Role", "ClusterRole")] == [role]
     secret = find(objs, "Secret", env["KEY_SECRET"])
     # no data: `kubectl apply` must never overwrite the key the sidecar published
     assert "data" not in secret and "stringData" not in secret
@@ -253,19 +256,33 @@ def test_sidecar_can_publish_the_key_and_restart_the_bot_and_nothing_else(render
 # --- bot -------------------------------------------------------------------------------------------
 
 
-def test_bot_settings_come_from_secrets_and_agree_with_names(rendered):
+def secret_file(pod_owner: dict, c: dict, variable: str) -> tuple[str, str]:
+    """(Secret, key) that the file named by ``variable`` (a *_FILE setting) comes from."""
+    path = env_of(c)[variable]
+    folder, _, key = path.rpartition("/")
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == folder)
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod_owner["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    items = {i["key"]: i["path"] for i in volume["secret"].get("items", [])}
+    assert not items or key in items.values(), f"{variable}: {key} is not projected"
+    return volume["secret"]["secretName"], next((k for k, p in items.items() if p == key), key)
+
+
+def test_bot_settings_come_from_secret_files_and_agree_with_names(rendered):
     _, objs = rendered
     bot_deploy = find(objs, "Deployment", "pix2pix-bot")
     bot = container(bot_deploy, "bot")
     env = env_of(bot)
     known = {getattr(names, n) for n in dir(names) if n.startswith("ENV_")}
-    assert {names.ENV_BOT_TOKEN, names.ENV_TORCHSERVE_URL, names.ENV_TORCHSERVE_TOKEN} <= set(env)
-    assert {k for k in env if not k.startswith("BOT_")} <= known
-    token = env[names.ENV_BOT_TOKEN]["secretKeyRef"]
-    assert token["name"] == "pix2pix-bot" and not token.get("optional")
-    key = env[names.ENV_TORCHSERVE_TOKEN]["secretKeyRef"]
+    assert {names.ENV_BOT_TOKEN + "_FILE", names.ENV_TORCHSERVE_URL, names.ENV_TORCHSERVE_TOKEN + "_FILE"} <= set(env)
+    assert {k.removesuffix("_FILE") for k in env if not k.startswith("BOT_")} <= known
+    # secrets as files only: nothing secret in the environment
+    assert not [e for e in bot["env"] if "secretKeyRef" in e.get("valueFrom", {})] and "envFrom" not in bot
+    assert secret_file(bot_deploy, bot, names.ENV_BOT_TOKEN + "_FILE") == ("pix2pix-bot", "telegram-bot-token")
+    assert secret_file(bot_deploy, bot, "BOT_ALLOWED_USERS_FILE") == ("pix2pix-bot", "allowed-users")
     sidecar_env = env_of(container(find(objs, "Deployment", "pix2pix-torchserve"), "ts-sidecar"))
-    assert key["name"] == sidecar_env["KEY_SECRET"] and key["key"] == sidecar_env.get("KEY_SECRET_FIELD", "inference-key")
+    assert secret_file(bot_deploy, bot, names.ENV_TORCHSERVE_TOKEN + "_FILE") == (
+        sidecar_env["KEY_SECRET"], sidecar_env.get("KEY_SECRET_FIELD", "inference-key"))
     svc = find(objs, "Service", "pix2pix-torchserve")
     assert env[names.ENV_TORCHSERVE_URL] == f"http://{svc['metadata']['name']}:{names.INFERENCE_PORT}"
     assert env[names.ENV_BOT_METRICS_PORT] == str(names.BOT_METRICS_PORT)
