@@ -11,7 +11,9 @@ library so it runs in the serving image without extra packages.
 
 Settings (environment): ``TS_WORKDIR`` (where key_file.json is), ``TS_INFERENCE_URL``,
 ``TS_MANAGEMENT_URL``, ``TS_WORKFLOW`` (name; the archive is ``<name>.war``), ``TS_MODELS``
-(comma-separated models that must be READY before the workflow is registered),
+(comma-separated models that must be READY before the workflow is registered); the defaults of
+the models, the workflow and the ports come from ``restoration/names.py``, the names every part
+of the service shares (copied beside this file in the serving image),
 ``KEY_SECRET`` (a Secret in the pod's namespace that receives the inference key; unset: do not
 publish), ``KEY_SECRET_FIELD`` (its data key, default ``inference-key``), ``RESTART_DEPLOYMENT``
 (a Deployment whose pods read that Secret; its pod template is annotated with a digest of the
@@ -30,12 +32,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# The management client: copied beside this file in the serving image, serving/ in the repository.
-if (Path(__file__).resolve().parent / "ts_client.py").exists():
+# The management client and the shared names: copied beside this file in the serving image
+# (ts_client.py, restoration/); serving/ and restoration/ at the top of the repository.
+HERE = Path(__file__).resolve().parent
+if (HERE / "ts_client.py").exists():
     from ts_client import Management, call, read_keys
 else:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(HERE.parent))
     from serving.ts_client import Management, call, read_keys
+from restoration import names  # noqa: E402 (after the path set-up above)
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KEY_ANNOTATION = "pix2pix.restore/inference-key-sha256"
@@ -61,10 +66,10 @@ class SidecarConfig:
         env = dict(os.environ if env is None else env)
         return cls(
             workdir=Path(env.get("TS_WORKDIR", "/home/model-server/run")),
-            inference_url=env.get("TS_INFERENCE_URL", "http://127.0.0.1:8080").rstrip("/"),
-            management_url=env.get("TS_MANAGEMENT_URL", "http://127.0.0.1:8081").rstrip("/"),
-            workflow=env.get("TS_WORKFLOW", "restore"),
-            models=tuple(m for m in env.get("TS_MODELS", "colorize,sr_x2,sr_x4").split(",") if m),
+            inference_url=env.get("TS_INFERENCE_URL", f"http://127.0.0.1:{names.INFERENCE_PORT}").rstrip("/"),
+            management_url=env.get("TS_MANAGEMENT_URL", f"http://127.0.0.1:{names.MANAGEMENT_PORT}").rstrip("/"),
+            workflow=env.get("TS_WORKFLOW", "").strip() or names.WORKFLOW_RESTORE,
+            models=tuple(m.strip() for m in env.get("TS_MODELS", "").split(",") if m.strip()) or names.MODELS,
             key_secret=env.get("KEY_SECRET") or None,
             key_field=env.get("KEY_SECRET_FIELD", "inference-key"),
             restart_deployment=env.get("RESTART_DEPLOYMENT") or None,

@@ -122,12 +122,57 @@ def test_archive_names_match_what_the_config_loads():
     assert f"{WORKFLOW_RESTORE}.war" not in props["load_models"]  # registered by the sidecar instead
 
 
+# The pod that runs each image, whose runAsUser the image's numeric USER must be.
+POD_OF = {"Dockerfile.serve": "torchserve/deployment.yaml", "Dockerfile.serve-cpu": "torchserve/deployment.yaml",
+          "Dockerfile.bot": "bot/deployment.yaml"}
+
+
 @pytest.mark.parametrize("name", DOCKERFILES)
-def test_images_run_as_a_non_root_user(name):
+def test_images_run_as_a_numeric_non_root_user_the_pods_agree_with(name):
+    """A numeric USER: the kubelet can check runAsNonRoot without the image's /etc/passwd."""
+    import yaml
+
     users = [a for w, a in instructions(name) if w == "USER"]
-    assert users and users[-1] not in ("root", "0", "0:0")
+    assert users, name
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", users[-1])
+    assert m and int(m.group(1)) > 0, f"{name}: USER {users[-1]} is not a numeric non-root uid"
+    pod = yaml.safe_load((ROOT / "k8s" / "base" / POD_OF[name]).read_text())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == int(m.group(1))
+    if m.group(2):
+        assert pod["securityContext"]["runAsGroup"] == int(m.group(2))
     entry = [a for w, a in instructions(name) if w == "ENTRYPOINT"]
     assert entry and entry[-1].startswith("[")
+
+
+@pytest.mark.parametrize("name", ("Dockerfile.serve", "Dockerfile.serve-cpu"))
+def test_sidecar_runs_from_the_image_layout_with_defaults_from_the_shared_names(name, tmp_path):
+    """The files the image copies into the sidecar's folder are all it needs; its defaults (models,
+    workflow, ports) are restoration/names.py's, not strings of its own."""
+    bin_dir = "/home/model-server/bin/"
+    for word, args in instructions(name):
+        parts = [p for p in args.split() if not p.startswith("--")] if word == "COPY" else []
+        if parts and parts[-1].startswith(bin_dir):
+            src, dest = ROOT / parts[0], tmp_path / parts[-1][len(bin_dir):]
+            if src.is_dir():
+                shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, dest)
+    probe = ("import sys; sys.argv = ['ts_sidecar.py']; sys.path.insert(0, '.'); import ts_sidecar as s; "
+             "c = s.SidecarConfig.from_env({}); print(c.models, c.workflow, c.inference_url, c.management_url); "
+             "print(s.__file__, s.names.__file__)")
+    out = subprocess.run([sys.executable, "-E", "-s", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    from restoration import names
+
+    expected = (f"{names.MODELS} {names.WORKFLOW_RESTORE} http://127.0.0.1:{names.INFERENCE_PORT} "
+                f"http://127.0.0.1:{names.MANAGEMENT_PORT}")
+    assert out.stdout.splitlines()[0] == expected
+    assert all(str(tmp_path) in path for path in out.stdout.splitlines()[1].split())  # nothing from the repository
+    usage = subprocess.run([sys.executable, "-E", "-s", str(tmp_path / "ts_sidecar.py")], capture_output=True,
+                           text=True, timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    assert usage.returncode == 2 and "ts_sidecar.py ready" in usage.stderr
 
 
 def test_bot_image_copies_the_packages_the_bot_imports():
