@@ -19,6 +19,8 @@ from PIL import Image
 
 from restoration import backends
 from restoration.image_io import CONTENT_TYPES, ImageError, Limits, decode_image, encode_image, output_format
+from restoration.names import WORKFLOW_NODES
+from restoration.png import add_text, read_text
 from restoration.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -27,8 +29,13 @@ JSON_TYPE = "application/json"
 # Shortest reply of a workflow node that answers with an error (see ImageHandler.handle).
 WORKFLOW_MIN_REPLY_S = 0.05
 
+# Settings a client may send, by form field name, with the request header that carries them too.
+SETTINGS = {"vividness": "X-Vividness", "strength": "X-Repair-Strength"}
 # Fields TorchServe hands over besides the image: query parameters and form fields.
-_NON_IMAGE_KEYS = {"format", "vividness", "strength"}
+_NON_IMAGE_KEYS = {"format", *SETTINGS}
+# PNG text key under which a workflow node hands the request's settings to the next node:
+# TorchServe passes only the body from node to node, not the client's headers or form fields.
+CARRY_KEY = "pix2pix-sr-settings"
 
 def compute_threads(model_name: str, environ: dict[str, str] | None = None) -> int | None:
     """The thread count configured for ``model_name`` (None: leave PyTorch's default)."""
@@ -124,6 +131,7 @@ class ImageHandler:
         self.limits = Limits()
         self.model_name = self.task
         self.in_workflow = False
+        self.hands_on = False
         self._metrics = None
         self._pending: list[tuple[str, float]] = []
 
@@ -138,6 +146,8 @@ class ImageHandler:
             self.device = torch.device(f"cuda:{gpu_id}")
         # Workflow nodes are registered as "<workflow>__<node>" (e.g. restore__sr_x2).
         self.in_workflow = "__" in self.model_name
+        # A node before the last one hands its result on as PNG with the request's settings in it.
+        self.hands_on = self.in_workflow and self.model_name.rpartition("__")[2] != WORKFLOW_NODES[-1]
         threads = compute_threads(self.model_name)
         if threads:
             torch.set_num_threads(threads)
@@ -170,20 +180,21 @@ class ImageHandler:
         for i, row in enumerate(data):
             t0 = time.perf_counter()
             try:
-                fmt = output_format(request_header(context, i, "Accept"), form_field(row, "format"))
                 body = request_body(row)
                 upstream = upstream_error(body) if self.in_workflow else None
                 if upstream is not None:
                     # An earlier workflow node refused the image: hand its verdict on unchanged.
                     raise upstream
-                options = self.request_options(context, i, row)
+                settings = request_settings(context, i, row, carried_settings(body) if self.in_workflow else {})
+                fmt = output_format(settings.get("accept"), settings.get("format"))
+                options = self.request_options(settings)
                 decoded = decode_image(body, self.limits, scale=self.scale)
             except ImageError as err:
                 self._reject(context, i, err, results)
                 continue
             self._metric("DecodeSeconds", time.perf_counter() - t0)
             self._metric("InputMegapixels", decoded.megapixels)
-            accepted.append((i, decoded.image, fmt, options))
+            accepted.append((i, decoded.image, fmt, options, settings))
 
         if accepted:
             t0 = time.perf_counter()
@@ -200,9 +211,14 @@ class ImageHandler:
                     self._reject(context, i, err, results)
                 outputs = []
             self._metric("InferenceSeconds", time.perf_counter() - t0)
-            for (i, _, fmt, _), out in zip(accepted, outputs, strict=False):
+            for (i, _, fmt, _, settings), out in zip(accepted, outputs, strict=False):
                 t1 = time.perf_counter()
-                results[i] = encode_image(out, fmt)
+                if self.hands_on:
+                    # lossless to the next node, the client's settings (and format) with it
+                    fmt, data = "png", encode_image(out, "png")
+                    results[i] = add_text(data, CARRY_KEY, json.dumps(settings, ensure_ascii=True))
+                else:
+                    results[i] = encode_image(out, fmt)
                 context.set_response_content_type(i, CONTENT_TYPES[fmt])
                 self._metric("EncodeSeconds", time.perf_counter() - t1)
         return [r if r is not None else b"" for r in results]
@@ -215,8 +231,9 @@ class ImageHandler:
         """Restore one upright sRGB image."""
         raise NotImplementedError
 
-    def request_options(self, context: Any, i: int, row: dict[str, Any]) -> dict:
-        """Per-request settings (headers, form fields); raise ImageError for a bad value."""
+    def request_options(self, settings: dict[str, str]) -> dict:
+        """This model's options from the request's settings (:func:`request_settings`); raise
+        ImageError for a bad value."""
         return {}
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
@@ -262,6 +279,35 @@ class ImageHandler:
     def _count_rejection(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics["Rejections"].add_or_update(1, [self.model_name, "Model", reason])
+
+
+def carried_settings(body: bytes) -> dict[str, str]:
+    """The settings an earlier workflow node stored in the image it handed on (empty if none)."""
+    text = read_text(body[:65536], CARRY_KEY)
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def request_settings(context: Any, i: int, row: dict[str, Any], carried: dict[str, str] | None = None
+                     ) -> dict[str, str]:
+    """The client's settings of request ``i``: each from its header, else its form field, else
+    what an earlier workflow node carried; plus ``accept`` and ``format`` (the reply's format)."""
+    carried = carried or {}
+    out: dict[str, str] = {}
+    for field, header in {**SETTINGS, "accept": "Accept", "format": ""}.items():
+        value = request_header(context, i, header) if header else None
+        if value is None and field != "accept":
+            value = form_field(row, field)
+        if value is None:
+            value = carried.get(field)
+        if value is not None:
+            out[field] = value
+    return out
 
 
 def request_header(context: Any, i: int, key: str) -> str | None:

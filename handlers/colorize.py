@@ -7,17 +7,15 @@ a number in [0, 1] gets a 400 JSON error and the rest of the batch is served.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from PIL import Image
 
-from handlers.base import ImageHandler, form_field, request_header
+from handlers.base import SETTINGS, ImageHandler
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import ImageError
 
-VIVIDNESS_HEADER = "X-Vividness"
 VIVIDNESS_FIELD = "vividness"
+VIVIDNESS_HEADER = SETTINGS[VIVIDNESS_FIELD]
 
 
 def parse_vividness(value: str | None) -> float | None:
@@ -45,11 +43,8 @@ class ColorizeHandler(ImageHandler):
         self.log_weight = getattr(net, "log_weight", None)
         return net
 
-    def request_options(self, context: Any, i: int, row: dict[str, Any]) -> dict:
-        value = request_header(context, i, VIVIDNESS_HEADER)
-        if value is None:
-            value = form_field(row, VIVIDNESS_FIELD)
-        return {"vividness": parse_vividness(value)}
+    def request_options(self, settings: dict[str, str]) -> dict:
+        return {"vividness": parse_vividness(settings.get(VIVIDNESS_FIELD))}
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         vividness = [o.get("vividness") for o in options] if options else None

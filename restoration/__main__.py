@@ -1,7 +1,9 @@
 """Restore photos on this machine, no server needed:
 
-    python -m restoration colorize|sr|restore IN... --out DIR [--scale 2|4] [--vividness V]
-                          [--format png|jpeg] [--weights DIR] [--force]
+    python -m restoration repair|colorize|sr|restore IN... --out DIR [--scale 2|4] [--vividness V]
+                          [--strength S] [--format png|jpeg] [--weights DIR] [--force]
+
+restore = repair, then colorize, then ×2 (as the served workflow).
 
 IN is any mix of image files and folders (searched recursively). Results keep the folders'
 layout under DIR; an existing result is never overwritten without --force. Unreadable or refused
@@ -39,17 +41,20 @@ def inputs(paths: list[str]) -> list[tuple[Path, Path]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m restoration", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=["colorize", "sr", "restore"])
+    p.add_argument("task", choices=["repair", "colorize", "sr", "restore"])
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.add_argument("--out", required=True, help="folder for the results")
     p.add_argument("--scale", type=int, choices=[2, 4], default=2, help="sr: the upscale factor")
     p.add_argument("--vividness", type=float, help="colour: 0 (faithful) … 1 (vivid); default: the model's")
+    p.add_argument("--strength", type=float, help="repair: 0 (off) … 1 (full, the default)")
     p.add_argument("--format", choices=["png", "jpeg"], default="png")
-    p.add_argument("--weights", default="weights", help="folder with colorize/, sr_x2/, sr_x4/")
+    p.add_argument("--weights", default="weights", help="folder with repair/, colorize/, sr_x2/, sr_x4/")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
     a = p.parse_args(argv)
     if a.vividness is not None and not 0.0 <= a.vividness <= 1.0:
         p.error("--vividness must be from 0 to 1")
+    if a.strength is not None and not 0.0 <= a.strength <= 1.0:
+        p.error("--strength must be from 0 to 1")
     task = f"sr_x{a.scale}" if a.task == "sr" else a.task
     files = inputs(a.inputs)
     out_dir = Path(a.out)
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"{dst}: exists, kept (--force overwrites)", file=sys.stderr)
             continue
         try:
-            data = restorer.process(task, src.read_bytes(), a.vividness, a.format)
+            data = restorer.process(task, src.read_bytes(), a.vividness, a.format, a.strength)
         except ImageError as err:
             refused += 1
             tqdm.write(f"{src}: skipped: {err.message} ({err.kind})", file=sys.stderr)

@@ -3,8 +3,10 @@ served endpoints, so the same input gives byte-identical images.
 
     from restoration.api import Restorer
 
-    r = Restorer("weights")                       # weights/colorize, weights/sr_x2, weights/sr_x4
+    r = Restorer("weights")                       # weights/repair, weights/colorize, weights/sr_x2, ...
     png = r.process("colorize", open("old.jpg", "rb").read(), vividness=0.7)
+    png = r.process("restore", open("old.jpg", "rb").read(), strength=0.5)   # repair, colour, ×2
+    clean = r.repair(Image.open("scan.png"), strength=1.0)
     img = r.colorize(Image.open("old.jpg"))       # PIL in, PIL out
     big = r.upscale(img, scale=4)
 """
@@ -19,12 +21,13 @@ from PIL import Image
 from restoration import backends
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import Limits, decode_image, encode_image
-from restoration.names import COLORIZE, SR_X2, SR_X4
+from restoration.names import COLORIZE, REPAIR, SR_X2, SR_X4, WORKFLOW_NODES, WORKFLOW_RESTORE
+from restoration.repair import load_repairer, repair_image
 from restoration.settings import WorkerSettings
 from restoration.upscaler import load_sr_model, upscale_image
 
 #: what each command runs, in order (the workflow ``restore`` chains its nodes the same way)
-TASKS = {"colorize": (COLORIZE,), "sr_x2": (SR_X2,), "sr_x4": (SR_X4,), "restore": (COLORIZE, SR_X2)}
+TASKS = {REPAIR: (REPAIR,), COLORIZE: (COLORIZE,), SR_X2: (SR_X2,), SR_X4: (SR_X4,), WORKFLOW_RESTORE: WORKFLOW_NODES}
 
 
 class Restorer:
@@ -45,7 +48,11 @@ class Restorer:
     def _model(self, name: str) -> tuple:
         if name not in self._models:
             d = self._dir(name)
-            if name == COLORIZE:
+            if name == REPAIR:
+                net, cfg = load_repairer(str(d), self.device)
+                runner, _ = backends.select(net, str(d), self.device)
+                self._models[name] = (runner, cfg)
+            elif name == COLORIZE:
                 net, cfg = load_generator(str(d), self.device)
                 runner, _ = backends.select(net, str(d), self.device)
                 self._models[name] = (runner, cfg, getattr(net, "centres", None), getattr(net, "log_weight", None))
@@ -56,6 +63,10 @@ class Restorer:
         return self._models[name]
 
     # -- PIL images ------------------------------------------------------------------------
+    def repair(self, image: Image.Image, strength: float | None = None) -> Image.Image:
+        runner, cfg = self._model(REPAIR)
+        return repair_image(runner, cfg, image.convert("RGB"), strength, self.device)
+
     def colorize(self, image: Image.Image, vividness: float | None = None) -> Image.Image:
         runner, cfg, centres, log_weight = self._model(COLORIZE)
         return colorize_images(runner, cfg, [image.convert("RGB")], self.device, vividness, centres, log_weight)[0]
@@ -65,14 +76,21 @@ class Restorer:
         return upscale_image(runner, image.convert("RGB"), s, self.settings.sr_tile, self.settings.sr_overlap,
                              self.device)
 
-    def run(self, task: str, image: Image.Image, vividness: float | None = None) -> Image.Image:
+    def run(self, task: str, image: Image.Image, vividness: float | None = None,
+            strength: float | None = None) -> Image.Image:
         for name in TASKS[task]:
-            image = self.colorize(image, vividness) if name == COLORIZE else self.upscale(image, 2 if name == SR_X2 else 4)
+            if name == REPAIR:
+                image = self.repair(image, strength)
+            elif name == COLORIZE:
+                image = self.colorize(image, vividness)
+            else:
+                image = self.upscale(image, 2 if name == SR_X2 else 4)
         return image
 
     # -- bytes, as the API takes and answers them ------------------------------------------
-    def process(self, task: str, data: bytes, vividness: float | None = None, fmt: str = "png") -> bytes:
+    def process(self, task: str, data: bytes, vividness: float | None = None, fmt: str = "png",
+                strength: float | None = None) -> bytes:
         """Image bytes in, encoded image out; bad input raises ImageError with the API's message."""
         scale = {"sr_x2": 2, "sr_x4": 4, "restore": 2}.get(task, 1)
         image = decode_image(data, self.limits, scale=scale).image
-        return encode_image(self.run(task, image, vividness), fmt)
+        return encode_image(self.run(task, image, vividness, strength), fmt)

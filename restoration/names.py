@@ -7,15 +7,20 @@ Kubernetes consistency checks read these values from here.
 from __future__ import annotations
 
 # Models served by TorchServe and the workflow that chains them.
+REPAIR = "repair"
 COLORIZE = "colorize"
 SR_X2 = "sr_x2"
 SR_X4 = "sr_x4"
-MODELS = (COLORIZE, SR_X2, SR_X4)
+MODELS = (REPAIR, COLORIZE, SR_X2, SR_X4)
 WORKFLOW_RESTORE = "restore"
+#: the restore workflow's nodes, in order (serving/restore.yaml)
+WORKFLOW_NODES = (REPAIR, COLORIZE, SR_X2)
 SR_SCALES = {SR_X2: 2, SR_X4: 4}
 
-# TorchServe ports (inference, management, metrics) and the bot's metrics port.
+# Ports: the inference API clients use (the nginx front), TorchServe's own inference API behind it
+# (loopback only), management, metrics, and the bot's metrics.
 INFERENCE_PORT = 8080
+TORCHSERVE_INFERENCE_PORT = 8090
 MANAGEMENT_PORT = 8081
 METRICS_PORT = 8082
 BOT_METRICS_PORT = 9100

@@ -101,3 +101,35 @@ def encode_rgb_png(arr: np.ndarray, level: int = 1, strategy: int = zlib.Z_RLE, 
     out += [_chunk(b"IDAT", stream[i:i + IDAT_BYTES]) for i in range(0, len(stream), IDAT_BYTES)]
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
+
+
+# -- a text chunk: how the restore workflow carries a request's settings between its nodes ------
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def add_text(png: bytes, key: str, text: str) -> bytes:
+    """``png`` with a ``tEXt`` chunk ``key`` = ``text`` (Latin-1) right after its header chunk."""
+    if not png.startswith(SIGNATURE):
+        raise ValueError("not a PNG")
+    (ihdr_len,) = struct.unpack(">I", png[8:12])
+    end = 8 + 12 + ihdr_len
+    return png[:end] + _chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")) + png[end:]
+
+
+def read_text(data: bytes, key: str) -> str | None:
+    """The ``tEXt`` value stored under ``key`` before the image data of a PNG (None if absent)."""
+    if not data.startswith(SIGNATURE):
+        return None
+    pos, want = 8, key.encode("latin-1") + b"\0"
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        if kind in (b"IDAT", b"IEND") or pos + 12 + length > len(data):
+            return None
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(want):
+            return body[len(want):].decode("latin-1")
+        pos += 12 + length
+    return None

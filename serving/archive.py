@@ -1,4 +1,4 @@
-"""Build the TorchServe archives: ``colorize.mar``, ``sr_x2.mar``, ``sr_x4.mar`` and ``restore.war``.
+"""Build the TorchServe archives: ``repair.mar``, ``colorize.mar``, ``sr_x2.mar``, ``sr_x4.mar`` and ``restore.war``.
 
 Weights come from local directories (the committed defaults under ``weights/`` unless a flag or
 environment variable names others) or, for SR, from a hub name such as ``eugenesiow/edsr-base``
@@ -7,7 +7,7 @@ downloaded at serve time.
 
     python -m serving.archive                      # defaults from weights/
     python -m serving.archive --sr-x2 eugenesiow/edsr-base --colorize path/to/pix2pix_run
-    COLORIZE_WEIGHTS=... SR_X2_WEIGHTS=... SR_X4_WEIGHTS=... python -m serving.archive
+    REPAIR_WEIGHTS=... COLORIZE_WEIGHTS=... SR_X2_WEIGHTS=... SR_X4_WEIGHTS=... python -m serving.archive
     python -m serving.archive --onnx               # also an ONNX graph per model (PIX2PIX_ONNX=1)
 
 With ``--onnx`` each model archive also carries ``model.onnx``, exported from the same weights,
@@ -25,14 +25,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from restoration.names import COLORIZE, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
+from restoration.names import COLORIZE, MODELS, REPAIR, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
+from restoration.repair import REPAIR_FILES
 from restoration.settings import env_flag
 from restoration.weights import COLORIZE_FILES, sr_files
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = {COLORIZE: ROOT / "weights" / COLORIZE, SR_X2: ROOT / "weights" / SR_X2, SR_X4: ROOT / "weights" / SR_X4}
-ENV_VARS = {COLORIZE: "COLORIZE_WEIGHTS", SR_X2: "SR_X2_WEIGHTS", SR_X4: "SR_X4_WEIGHTS"}
-HANDLER_FILES = {COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolution.py",
+DEFAULT_WEIGHTS = {name: ROOT / "weights" / name for name in MODELS}
+ENV_VARS = {name: f"{name.upper()}_WEIGHTS" for name in MODELS}
+HANDLER_FILES = {REPAIR: "handlers/repair.py", COLORIZE: "handlers/colorize.py", SR_X2: "handlers/super_resolution.py",
                  SR_X4: "handlers/super_resolution.py"}
 # Packages the workers import, copied whole into each archive (every module, no hand-kept list):
 # the core (models, colour, image decoding) and the TorchServe adapters.
@@ -88,6 +89,11 @@ def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
         side = max(m, math.ceil(cfg.work_size / m) * m)
         # batches of 1..64 inputs, each padded to the same square (restoration/colorizer.py)
         return export_onnx(net, torch.zeros(2, 1, side, side), stage / ONNX_FILE, {0: "batch"})
+    if name == REPAIR:
+        from restoration.repair import load_repairer
+
+        net, _ = load_repairer(str(weights))
+        return export_onnx(net, torch.rand(1, 1, 64, 48), stage / ONNX_FILE, {2: "height", 3: "width"})
     from restoration.upscaler import load_sr_model
 
     net, _ = load_sr_model(str(weights), scale=SR_SCALES[name])
@@ -101,7 +107,7 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     _stage_code(stage)
-    candidates = list(COLORIZE_FILES if name == COLORIZE else sr_files(SR_SCALES[name]))
+    candidates = list(COLORIZE_FILES if name == COLORIZE else REPAIR_FILES if name == REPAIR else sr_files(SR_SCALES[name]))
     serialized = next((weights / c for c in candidates if (weights / c).exists()), None)
     if serialized is None:
         raise SystemExit(f"no weights for {name} in {weights}: expected one of {', '.join(candidates)}")
@@ -109,8 +115,8 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
     if cfg.exists():
         shutil.copy2(cfg, stage / "config.json")
     elif name != COLORIZE:
-        raise SystemExit(f"{weights} has no config.json (super-image layout expected)")
-    if name != COLORIZE:
+        raise SystemExit(f"{weights} has no config.json")
+    if name in SR_SCALES:
         # The archive serves exactly the scale its name says, whatever the directory holds.
         data = json.loads((stage / "config.json").read_text())
         data["scale"] = SR_SCALES[name]
@@ -152,9 +158,9 @@ def build_all(export: Path, sources: dict[str, str], onnx: bool | None = None) -
     built = []
     with tempfile.TemporaryDirectory(prefix="pix2pix-sr-archive-") as t:
         tmp = Path(t)
-        for name in (COLORIZE, SR_X2, SR_X4):
-            src = sources[name]
-            weights = Path(src) if name == COLORIZE else resolve_sr(src, SR_SCALES[name], tmp)
+        for name in MODELS:
+            src = sources.get(name) or str(DEFAULT_WEIGHTS[name])
+            weights = resolve_sr(src, SR_SCALES[name], tmp) if name in SR_SCALES else Path(src)
             if not weights.is_dir():
                 raise SystemExit(f"weights for {name}: {src} is not a directory")
             built.append(build_model(name, weights, export, tmp, onnx=onnx))
@@ -165,14 +171,14 @@ def build_all(export: Path, sources: dict[str, str], onnx: bool | None = None) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "model_store"), help="where the archives go")
-    for name in (COLORIZE, SR_X2, SR_X4):
+    for name in MODELS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
                             default=os.environ.get(ENV_VARS[name]) or str(DEFAULT_WEIGHTS[name]),
                             help=f"weights directory (or hub name for SR); env {ENV_VARS[name]}")
     parser.add_argument("--onnx", action="store_true", default=None,
                         help="also export each network as model.onnx (for PIX2PIX_BACKEND=onnxruntime)")
     args = parser.parse_args(argv)
-    built = build_all(Path(args.out), {n: getattr(args, n) for n in (COLORIZE, SR_X2, SR_X4)}, onnx=args.onnx)
+    built = build_all(Path(args.out), {n: getattr(args, n) for n in MODELS}, onnx=args.onnx)
     for path in built:
         print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

@@ -53,11 +53,12 @@ def tiny_weights(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def model_store(tiny_weights, tmp_path_factory) -> Path:
-    """colorize.mar, sr_x2.mar, sr_x4.mar and restore.war built from the tiny weights."""
+    """repair.mar, colorize.mar, sr_x2.mar, sr_x4.mar and restore.war built from the tiny weights."""
+    from restoration.names import MODELS
     from serving.archive import build_all
 
     store = tmp_path_factory.mktemp("model_store")
-    build_all(store, {k: str(v) for k, v in tiny_weights.items() if k in ("colorize", "sr_x2", "sr_x4")})
+    build_all(store, {k: str(v) for k, v in tiny_weights.items() if k in MODELS})
     return store
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import encode_image
+from restoration.names import MODELS
 from restoration.upscaler import load_sr_model, upscale_image
 from tests.conftest import encode, photo
 
@@ -222,7 +223,8 @@ def test_logs_one_access_line_per_request_and_no_per_request_noise(torchserve):
     assert "request 0 refused: 415 UnsupportedMediaType" in (logs / "model_log.log").read_text()
 
 
-@pytest.mark.parametrize("task,path", [("colorize", "/predictions/colorize"), ("sr_x2", "/predictions/sr_x2"),
+@pytest.mark.parametrize("task,path", [("repair", "/predictions/repair"), ("colorize", "/predictions/colorize"),
+                                       ("sr_x2", "/predictions/sr_x2"),
                                        ("sr_x4", "/predictions/sr_x4"), ("restore", "/wfpredict/restore")])
 def test_library_gives_the_served_bytes(torchserve, tiny_weights, task, path):
     """python -m restoration / restoration.api and the server: the same image, byte for byte."""
@@ -231,7 +233,7 @@ def test_library_gives_the_served_bytes(torchserve, tiny_weights, task, path):
     body = encode(photo(72, 52, seed=11), "JPEG", quality=85)
     r = post(torchserve, path, body, "image/jpeg")
     assert r.status_code == 200, r.text
-    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in ("colorize", "sr_x2", "sr_x4")})
+    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in MODELS})
     assert lib.process(task, body) == r.content
 
 
@@ -255,11 +257,75 @@ def test_vividness_header_and_form_field(torchserve, tiny_weights):
         assert r.status_code == 400 and r.json()["type"] == "BadVividness", (bad, r.text)
 
 
-def test_workflow_honours_vividness(torchserve, tiny_weights):
+def test_workflow_honours_vividness_strength_and_format(torchserve, tiny_weights):
+    """Settings reach every node of the three-node workflow, as headers and as form fields."""
     from restoration.api import Restorer
 
     body = encode(photo(40, 32, seed=13).convert("L").convert("RGB"), "PNG")
-    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in ("colorize", "sr_x2", "sr_x4")})
-    for v in ("0", "1"):
-        r = post(torchserve, "/wfpredict/restore", body, **{"X-Vividness": v})
-        assert r.status_code == 200 and r.content == lib.process("restore", body, vividness=float(v)), v
+    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in MODELS})
+    seen = set()
+    for v, s in (("0", "1"), ("1", "1"), ("1", "0")):
+        r = post(torchserve, "/wfpredict/restore", body, **{"X-Vividness": v, "X-Repair-Strength": s})
+        want = lib.process("restore", body, vividness=float(v), strength=float(s))
+        assert r.status_code == 200 and r.content == want, (v, s)
+        seen.add(r.content)
+    assert len(seen) == 3
+    form = requests.post(torchserve.inference_url + "/wfpredict/restore", files={"data": ("p.png", body)},
+                         data={"vividness": "1", "strength": "0"}, timeout=60)
+    assert form.status_code == 200 and form.content == lib.process("restore", body, vividness=1.0, strength=0.0)
+    jpeg = post(torchserve, "/wfpredict/restore", body, Accept="image/jpeg", **{"X-Repair-Strength": "0.5"})
+    assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
+    assert jpeg.content == lib.process("restore", body, fmt="jpeg", strength=0.5)
+    assert b"pix2pix-sr-settings" not in lib.process("restore", body)
+
+
+def test_repair_strength_and_colour(torchserve, tiny_weights):
+    """/predictions/repair: same size out; strength 0 is the input; a colour photo keeps its chroma."""
+    from restoration.api import Restorer
+
+    img = photo(70, 50, seed=21)
+    body = encode(img, "PNG")
+    full = post(torchserve, "/predictions/repair", body)
+    off = post(torchserve, "/predictions/repair", body, **{"X-Repair-Strength": "0"})
+    assert full.status_code == off.status_code == 200
+    assert Image.open(io.BytesIO(full.content)).size == (70, 50)
+    assert np.array_equal(as_array(off.content), np.asarray(img).astype(int))
+    assert full.content != off.content
+    out = as_array(full.content)
+    src = np.asarray(img).astype(int)
+    # the same change on every channel: differences between channels (the chroma) kept
+    unclipped = (out > 0).all(-1) & (out < 255).all(-1)
+    assert np.abs((out - src)[..., 0] - (out - src)[..., 1])[unclipped].max() <= 1
+    assert np.abs((out - src)[..., 0] - (out - src)[..., 2])[unclipped].max() <= 1
+    lib = Restorer(dirs={"repair": tiny_weights["repair"]})
+    assert lib.process("repair", body, strength=0.3) == post(torchserve, "/predictions/repair", body,
+                                                            **{"X-Repair-Strength": "0.3"}).content
+    for bad in ("1.5", "-1", "full", "nan"):
+        r = post(torchserve, "/predictions/repair", body, **{"X-Repair-Strength": bad})
+        assert r.status_code == 400 and r.json()["type"] == "BadStrength", (bad, r.text)
+
+
+@pytest.mark.parametrize("fmt,media_type", [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_phone_photo_files_come_back_upright(torchserve, local_models, tiny_weights, fmt, media_type):
+    """A HEIC and an AVIF as a phone saves them (held upright: EXIF orientation 6), raw body and
+    multipart: colourised upright, the same pixels as in-process, the same bytes as the library."""
+    import tests.hostile  # noqa: F401 - registers pillow-heif's encoder for Image.save
+    from restoration.api import Restorer
+    from restoration.image_io import decode_image
+
+    img = photo(90, 60, seed=13).convert("L").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = encode(img, fmt, quality=90, exif=exif.tobytes())
+    r = post(torchserve, "/predictions/colorize", body, media_type)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png", r.text
+    decoded = decode_image(body).image
+    assert decoded.size == (60, 90)
+    g, cfg = local_models["colorize"]
+    expected = np.asarray(colorize_images(g, cfg, [decoded])[0]).astype(int)
+    served = as_array(r.content)
+    assert served.shape == (90, 60, 3) and np.abs(served - expected).max() <= 1
+    assert Restorer(dirs={"colorize": tiny_weights["colorize"]}).process("colorize", body) == r.content
+    form = requests.post(torchserve.inference_url + "/predictions/colorize",
+                         files={"data": (f"IMG_0001.{fmt.lower()}", body, media_type)}, timeout=60)
+    assert form.status_code == 200 and form.content == r.content

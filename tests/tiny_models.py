@@ -57,8 +57,26 @@ def make_sr(root: Path, scale: int, seed: int = 0, n_resblocks: int = 2, n_feats
     return out
 
 
+def make_repair(root: Path, seed: int = 0, width: int = 8, levels: int = 1, blocks: int = 1) -> Path:
+    """A small repair network (restoration.repair) in ``root/repair``, its output layer randomised
+    so that it visibly changes a photo (a trained one starts from zero there)."""
+    from restoration.repair import REPAIR_FILES, RepairConfig, build
+    from restoration.weights import save_tensors, write_config
+
+    torch.manual_seed(seed)
+    cfg = RepairConfig(width=width, levels=levels, blocks=blocks, tile=128, overlap=32)
+    net = build(cfg)
+    with torch.no_grad():
+        net.tail[-2].weight.normal_(0.0, 0.05)
+    out = root / "repair"
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(net.state_dict(), out / REPAIR_FILES[0])
+    write_config(out, cfg.to_dict())
+    return out
+
+
 def make_all(root: Path) -> dict[str, Path]:
     """Weights for every served model: {"colorize": dir, "sr_x2": dir, "sr_x4": dir}, and the
     Pix2Pix UNet colouriser the service still loads ("colorize_pix2pix")."""
-    return {"colorize": make_chroma(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4),
+    return {"repair": make_repair(root), "colorize": make_chroma(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4),
             "colorize_pix2pix": make_colorize(root / "pix2pix")}
