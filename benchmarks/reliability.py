@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import requests
-from PIL import Image
+from PIL import Image, ImageOps
 
 from benchmarks.loadtest import run_load
 from benchmarks.serving import test_photo
@@ -46,7 +46,7 @@ def hostile(ts: TorchServe) -> dict:
             r = requests.post(ts.inference_url + ep, data=case.data, headers={"Content-Type": case.content_type},
                               timeout=300)
             if r.content.startswith(b"\x89PNG"):
-                w, h = Image.open(io.BytesIO(case.data)).size
+                w, h = ImageOps.exif_transpose(Image.open(io.BytesIO(case.data))).size  # served upright
                 ok = Image.open(io.BytesIO(r.content)).size == (w * scale, h * scale) and case.expect != "error"
                 tally["correct_image" if ok else "wrong"] += 1 if ok else 0
                 if not ok:

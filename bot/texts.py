@@ -79,7 +79,7 @@ _TEXTS: dict[str, dict[str, str]] = {
               "• Colourise — adds colour to a black-and-white photo.\n"
               "• Upscale ×2 / ×4 — makes the picture 2 or 4 times larger.\n"
               "• Restore — colourise, then ×2.\n\n"
-              "Send a photo, an image as a file (JPEG, PNG, WebP, BMP, TIFF) or an album. "
+              "Send a photo, an image as a file (JPEG, PNG, WebP, BMP, TIFF, HEIC, AVIF) or an album. "
               "Limits: {max_mb:.0f} MB per file, {max_mp:.0f} MP per image, {out_mp:.0f} MP per result.\n"
               "You get the result as a photo and as a file with the full quality.\n\n"
               "Privacy: images are processed in memory and not stored; only the file reference is kept "
@@ -90,7 +90,7 @@ _TEXTS: dict[str, dict[str, str]] = {
               "• Раскрасить — добавляет цвет чёрно-белому фото.\n"
               "• Увеличить ×2 / ×4 — делает снимок в 2 или 4 раза больше.\n"
               "• Восстановить — раскрасить, затем ×2.\n\n"
-              "Пришлите фото, изображение файлом (JPEG, PNG, WebP, BMP, TIFF) или альбом. "
+              "Пришлите фото, изображение файлом (JPEG, PNG, WebP, BMP, TIFF, HEIC, AVIF) или альбом. "
               "Ограничения: {max_mb:.0f} МБ на файл, {max_mp:.0f} Мпикс на изображение, "
               "{out_mp:.0f} Мпикс на результат.\n"
               "Результат приходит фотографией и файлом в полном качестве.\n\n"
@@ -146,8 +146,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ru": "Пришлите фото или изображение файлом. /help — о режимах.",
     },
     "not_image": {
-        "en": "I can only work with images. Send a photo or an image as a file (JPEG, PNG, WebP, BMP, TIFF).",
-        "ru": "Я работаю только с изображениями. Пришлите фото или изображение файлом (JPEG, PNG, WebP, BMP, TIFF).",
+        "en": "I can only work with images. Send a photo or an image as a file (JPEG, PNG, WebP, BMP, TIFF, HEIC, "
+              "AVIF).",
+        "ru": "Я работаю только с изображениями. Пришлите фото или изображение файлом (JPEG, PNG, WebP, BMP, TIFF, "
+              "HEIC, AVIF).",
     },
     "file_too_big": {
         "en": "The file is {size_mb:.1f} MB; I can take at most {limit_mb:.0f} MB. "
@@ -197,8 +199,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ru": "Изображение слишком вытянутое ({size}); допускается до {max_aspect:g}:1. Обрежьте его и пришлите снова.",
     },
     "err_UnsupportedMediaType": {
-        "en": "I cannot read this file as an image. Send JPEG, PNG, WebP, BMP or TIFF.",
-        "ru": "Не получается прочитать файл как изображение. Пришлите JPEG, PNG, WebP, BMP или TIFF.",
+        "en": "I cannot read this file as an image. Send JPEG, PNG, WebP, BMP, TIFF, HEIC or AVIF.",
+        "ru": "Не получается прочитать файл как изображение. Пришлите JPEG, PNG, WebP, BMP, TIFF, HEIC или AVIF.",
     },
     "err_CorruptImage": {
         "en": "The image file is damaged or incomplete. Re-save it and send it again.",

@@ -5,10 +5,15 @@ image, what is too large (in bytes, in pixels, before any pixel is decoded) and 
 ratios, and turns everything it accepts (grey, palette, CMYK, 16-bit, transparent, animated,
 EXIF-rotated, ICC-tagged) into an upright 8-bit sRGB image.  Failures raise :class:`ImageError`,
 whose ``to_dict()`` is the JSON body the API answers with.
+
+Phone photos saved as files arrive as HEIC/HEIF (read by pillow-heif, which registers a Pillow
+plugin) or AVIF (Pillow's own plugin). Their size is read from the container boxes
+(:mod:`restoration.isobmff`) and checked before either decoder parses the file.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -17,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from restoration.isobmff import read_header
 from restoration.png import encode_rgb_png
 
 # Formats Pillow may try when opening a request body. Restricting the list keeps Pillow away from
 # plugins that run external programs or parse exotic containers (EPS via Ghostscript, PSD, ...).
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG also opens multi-picture (MPO) files
-ACCEPTED_MEDIA = "JPEG, PNG, WebP, BMP, TIFF (GIF: first frame)"
+# JPEG also opens multi-picture (MPO) files; HEIF is HEIC and other HEIF still images.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF")
+ACCEPTED_MEDIA = "JPEG, PNG, WebP, BMP, TIFF, HEIC/HEIF, AVIF (GIF and animations: first frame)"
 
 MB = 1_000_000
 MP = 1_000_000
@@ -175,6 +182,19 @@ def _apply_icc(img: Image.Image, icc: bytes | None) -> Image.Image:
         return img
 
 
+@functools.cache
+def _register_plugins() -> None:
+    """Register every Pillow plugin once, and pillow-heif's HEIF one (AVIF is Pillow's own).
+
+    pillow-heif is told to skip thumbnails, depth maps and auxiliary images: only the primary
+    image is wanted, and each of those would be one more thing to parse and decode.
+    """
+    Image.init()
+    import pillow_heif  # a compiled libheif; imported here so modules that never decode stay light
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
 def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | None = None,
                  scale: int = 1) -> DecodedImage:
     """Decode request bytes into an upright sRGB RGB image, or raise :class:`ImageError`.
@@ -191,8 +211,13 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
             "TooManyBytes",
             f"the image is {len(data) / MB:.1f} MB; the limit is {limits.max_bytes / MB:.0f} MB",
         )
-    buf = io.BytesIO(bytes(data))
-    Image.init()  # register every plugin once, so `formats=` below can find them
+    data = bytes(data)
+    # HEIF/AVIF: the declared size from the container boxes, before a decoder parses anything.
+    container = read_header(data)
+    if container is not None and container.size is not None:
+        check_dimensions(*container.size, limits, scale=scale)
+    buf = io.BytesIO(data)
+    _register_plugins()  # so `formats=` below can find them
     with warnings.catch_warnings():
         # Our own pixel limit (checked on the header just below) is stricter than Pillow's bomb
         # check; Pillow's is switched off while opening so the refusal can name the real size.
@@ -203,12 +228,16 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(413, "TooManyPixels", f"{exc}; the limit is {_mp(limits.max_input_pixels)}") from exc
         except UnidentifiedImageError as exc:
+            if container is not None:  # a HEIF/AVIF container whose image its decoder cannot read
+                raise ImageError(400, "CorruptImage", f"the {container.format} file could not be read (truncated, "
+                                                       "corrupt or an unsupported codec); send the complete file, "
+                                                       "or re-save it as JPEG") from exc
             raise ImageError(
                 415,
                 "UnsupportedMediaType",
                 f"the body is not an image this service reads; send {ACCEPTED_MEDIA}",
             ) from exc
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError, ValueError, RuntimeError) as exc:  # RuntimeError: libavif's failures
             raise ImageError(400, "CorruptImage", f"the image header could not be read ({exc}); "
                                                    "send the file again or re-save it") from exc
         finally:
@@ -218,12 +247,12 @@ def decode_image(data: bytes | bytearray | memoryview | None, limits: Limits | N
         check_dimensions(width, height, limits, scale=scale)
         animated = bool(getattr(img, "is_animated", False))
         try:
-            if animated:
+            if animated and source_format != "HEIF":  # a HEIF collection opens on its primary image
                 img.seek(0)
             img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(413, "TooManyPixels", str(exc)) from exc
-        except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, MemoryError, RuntimeError) as exc:
             raise ImageError(
                 400,
                 "CorruptImage",

@@ -12,7 +12,11 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image
+
+# Pillow saves and opens HEIF through pillow-heif's plugin (the service registers it too).
+pillow_heif.register_heif_opener()
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,38 @@ def webp_bomb(side: int = 16383) -> bytes:
     return bytes(data)
 
 
+def declare_size(data: bytes, width: int, height: int) -> bytes:
+    """A HEIF or AVIF file whose ``ispe`` box (the primary image's declared size) says
+    width×height: a file of a few hundred bytes that claims a huge image."""
+    out = bytearray(data)
+    at = out.index(b"ispe") + 8  # box type, then version/flags
+    out[at:at + 8] = struct.pack(">II", width, height)
+    return bytes(out)
+
+
+def heif_bomb(side: int = 30000, fmt: str = "HEIF") -> bytes:
+    """A tiny HEIC (or AVIF, ``fmt="AVIF"``) whose container declares side×side pixels."""
+    return declare_size(_save(Image.new("RGB", (64, 64), (10, 20, 30)), fmt, quality=50), side, side)
+
+
+def corrupt_container(data: bytes) -> bytes:
+    """The same file with the item boxes (iinf/iloc/iprp) overwritten: a HEIF/AVIF brand with
+    nothing a decoder can find an image in."""
+    out = bytearray(data)
+    start = out.index(b"meta") + 8
+    end = out.index(b"mdat")
+    out[start:end - 4] = bytes((i * 37 + 11) & 0xFF for i in range(end - 4 - start))
+    return bytes(out)
+
+
+def _flip_payload(data: bytes) -> bytes:
+    """Bit flips through the coded picture (mdat) only: the container stays readable."""
+    out = bytearray(data)
+    for i in range(out.index(b"mdat") + 24, len(out) - 4, 29):
+        out[i] ^= 0x5A
+    return bytes(out)
+
+
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
@@ -99,6 +135,14 @@ def corpus() -> list[Case]:
     gifar = _save(Image.new("P", (20, 20)), "GIF") + zip_bytes  # GIF + ZIP polyglot: a valid GIF
     html_jpeg = b"\xff\xd8\xff\xe0<html><script>alert(1)</script></html>"
     i16 = Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16))
+    heic = _save(photo, "HEIF", quality=85)
+    avif = _save(photo, "AVIF", quality=85)
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # what a phone held upright writes: rotate 90° clockwise to view
+    rgba_phone = photo.convert("RGBA")
+    rgba_phone.putalpha(128)
+    aavif = io.BytesIO()
+    frames[0].save(aavif, "AVIF", save_all=True, append_images=frames[1:])
     return [
         Case("zero_bytes", b"", "error"),
         Case("png_bomb_50000x50000", png_bomb(), "error", "image/png"),
@@ -128,4 +172,21 @@ def corpus() -> list[Case]:
         Case("bmp", _save(photo, "BMP"), "image", "image/bmp"),
         Case("tiff", _save(photo, "TIFF"), "image", "image/tiff"),
         Case("jpeg_labelled_png", jpeg, "image", "image/png"),
+        # Phone photos saved as files: HEIC (HEVC in HEIF) and AVIF.
+        Case("heic", heic, "image", "image/heic"),
+        Case("avif", avif, "image", "image/avif"),
+        Case("heic_exif_rotated", _save(photo, "HEIF", exif=rotated.tobytes()), "image", "image/heic"),
+        Case("avif_exif_rotated", _save(photo, "AVIF", exif=rotated.tobytes()), "image", "image/avif"),
+        Case("heic_transparent", _save(rgba_phone, "HEIF"), "image", "image/heic"),
+        Case("animated_avif", aavif.getvalue(), "image", "image/avif"),
+        Case("heic_bomb_30000x30000", heif_bomb(), "error", "image/heic"),
+        Case("avif_bomb_100000x100000", heif_bomb(100000, "AVIF"), "error", "image/avif"),
+        Case("truncated_heic", heic[: len(heic) // 2], "error", "image/heic"),
+        Case("truncated_avif", avif[: len(avif) // 2], "error", "image/avif"),
+        Case("heic_header_only", heic[:120], "error", "image/heic"),
+        Case("corrupt_heic_container", corrupt_container(heic), "error", "image/heic"),
+        Case("corrupt_avif_container", corrupt_container(avif), "error", "image/avif"),
+        Case("corrupted_heic_pixels", _flip_payload(heic), "any", "image/heic"),
+        Case("corrupted_avif_pixels", _flip_payload(avif), "any", "image/avif"),
+        Case("heic_labelled_jpeg", heic, "image", "image/jpeg"),
     ]

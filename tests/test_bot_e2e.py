@@ -278,7 +278,7 @@ def test_hostile_files_get_a_refusal_or_a_result_and_the_bot_stays_up(stub, bot)
     users = {case.name: User(3000 + i) for i, case in enumerate(cases)}
     sent = {}
     extension = {"image/png": "png", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp",
-                 "image/tiff": "tiff"}
+                 "image/tiff": "tiff", "image/heic": "heic", "image/avif": "avif"}
     for case in cases:
         name = f"{case.name}.{extension.get(case.content_type, 'jpg')}"
         sent[case.name] = stub.user_document(users[case.name], case.data, name,

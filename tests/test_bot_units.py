@@ -188,6 +188,9 @@ def test_documents_that_look_like_images():
 
     assert looks_like_image(doc("scan.tiff", "application/octet-stream"))
     assert looks_like_image(doc("x", "image/webp"))
+    assert looks_like_image(doc("IMG_0001.HEIC", "image/heic"))  # an iPhone photo sent as a file
+    assert looks_like_image(doc("IMG_0001.HEIC", "application/octet-stream"))  # apps that do not know the type
+    assert looks_like_image(doc("PXL_0001.avif", None))
     assert not looks_like_image(doc("report.pdf", "application/pdf"))
 
 

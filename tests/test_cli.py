@@ -86,3 +86,27 @@ def test_api_refuses_bad_bytes_with_the_api_error(weights_dir):
     assert err.value.status == 415
     png = Restorer(weights_dir).process("sr_x2", encode(photo(20, 10), "PNG"))
     assert png.startswith(b"\x89PNG")
+
+
+def test_phone_photo_files(tmp_path, weights_dir):
+    """HEIC, HEIF and AVIF files in a folder: found, restored upright, the library's bytes."""
+    import tests.hostile  # noqa: F401 - registers pillow-heif's encoder for Image.save
+
+    src = tmp_path / "phone"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # held upright
+    files = {"IMG_0001.HEIC": "HEIF", "IMG_0002.heif": "HEIF", "PXL_0003.avif": "AVIF"}
+    for i, (name, fmt) in enumerate(files.items()):
+        photo(50, 30, seed=20 + i).save(src / name, fmt, quality=90, exif=exif.tobytes())
+    (src / "IMG_0004.heic").write_bytes((src / "IMG_0001.HEIC").read_bytes()[:300])  # cut off in transfer
+    out = tmp_path / "out"
+    r = run_cli("colorize", str(src), "--out", str(out), "--weights", str(weights_dir))
+    assert r.returncode == 1, r.stderr
+    assert "IMG_0004.heic: skipped:" in r.stderr and "(CorruptImage)" in r.stderr
+    assert "3 restored, 0 already there, 1 skipped, of 4 files" in r.stderr
+    lib = Restorer(weights_dir)
+    for name in files:
+        result = out / (name.rsplit(".", 1)[0] + ".png")
+        assert Image.open(result).size == (30, 50)
+        assert result.read_bytes() == lib.process("colorize", (src / name).read_bytes())

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tests.hostile import corpus
 
@@ -25,7 +25,7 @@ def judge(endpoint: str, r: requests.Response, case) -> str:
     content = r.content
     if content.startswith(b"\x89PNG"):
         img = Image.open(io.BytesIO(content))
-        src = Image.open(io.BytesIO(case.data))
+        src = ImageOps.exif_transpose(Image.open(io.BytesIO(case.data)))  # the service returns it upright
         w, h = src.size
         if img.size != (w * SCALE[endpoint], h * SCALE[endpoint]):
             return f"wrong size {img.size} for {src.size}"

@@ -214,3 +214,127 @@ def test_encode_image_png_uses_the_fast_writer_and_round_trips():
         from restoration.png import encode_rgb_png
 
         encode_rgb_png(np.zeros((4, 4), np.uint8))
+
+
+# -- phone photos as files: HEIC/HEIF (pillow-heif) and AVIF (Pillow's own plugin) ----------------
+
+from restoration.isobmff import read_header  # noqa: E402
+from tests.hostile import corrupt_container, declare_size, heif_bomb  # noqa: E402 - registers the HEIF plugin
+
+PHONE_FORMATS = ["HEIF", "AVIF"]
+
+
+def _close(a: Image.Image, b: Image.Image, tol: float = 12.0) -> bool:
+    """Lossy phone formats: pixels close on average, not equal (a wrong rotation is off by 20 or more)."""
+    return a.size == b.size and np.abs(np.asarray(a, np.int16) - np.asarray(b.convert("RGB"), np.int16)).mean() < tol
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_decode(fmt):
+    img = photo(96, 64, seed=3)
+    data = encode(img, fmt, quality=90)
+    assert read_header(data).format == fmt and read_header(data).size[1] >= 64
+    d = decode_image(data)
+    assert d.source_format == fmt and d.image.mode == "RGB" and _close(d.image, img)
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_phone_formats_grey_and_transparent(fmt, mode):
+    img = photo(40, 30).convert(mode)
+    if mode == "RGBA":
+        img.putalpha(0)  # fully transparent: lands on white
+    d = decode_image(encode(img, fmt, quality=90))
+    assert d.image.mode == "RGB" and d.size == (40, 30)
+    if mode == "RGBA":
+        assert np.asarray(d.image).min() >= 245
+
+
+def test_ten_bit_heic_is_scaled_to_eight_bits():
+    """HDR phone photos are 10-bit HEIC: scaled (not clipped) to 8 bits like 16-bit PNGs."""
+    import pillow_heif
+
+    arr = np.linspace(0, 65535, 48 * 32 * 3).reshape(32, 48, 3).astype(np.uint16)
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(48, 32), data=arr.tobytes())
+    buf = io.BytesIO()
+    heif.save(buf, quality=90)
+    assert pillow_heif.open_heif(io.BytesIO(buf.getvalue()), convert_hdr_to_8bit=False).info["bit_depth"] == 10
+    d = decode_image(buf.getvalue())
+    assert d.image.mode == "RGB" and d.size == (48, 32)
+    got = np.asarray(d.image, np.int16)[:, :, 0]
+    assert np.abs(got - (arr[:, :, 0] >> 8).astype(np.int16)).mean() < 3
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_exif_rotation(fmt):
+    """A phone held upright writes orientation 6: the picture comes back upright, rotated once
+    (HEIF stores it as an `irot` that libheif applies; AVIF's Pillow plugin reports it in EXIF)."""
+    img = photo(90, 30, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    d = decode_image(encode(img, fmt, quality=90, exif=exif.tobytes()))
+    assert d.size == (30, 90)
+    assert _close(d.image, img.transpose(Image.Transpose.ROTATE_270))
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_icc_tagged(fmt):
+    img = photo(32, 32, seed=5)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    d = decode_image(encode(img, fmt, quality=90, icc_profile=srgb))
+    assert _close(d.image, img)
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_declared_huge_refused_before_any_decoder(fmt, monkeypatch):
+    data = heif_bomb(30000, fmt)
+    assert len(data) < 2000  # a small file that claims 900 MP
+
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("a decoder was given a file the header already refuses")
+
+    monkeypatch.setattr(Image, "open", no_decoder)
+    err = refused(data)
+    assert err.status == 413 and err.kind == "TooManyPixels" and "30000×30000" in err.message
+    # beyond what libavif/libheif would even parse, the refusal still names the size
+    assert "100000×100000" in refused(heif_bomb(100000, fmt)).message
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_aspect_and_output_limits_on_the_header(fmt):
+    small = encode(photo(64, 64), fmt, quality=50)
+    err = refused(declare_size(small, 4000, 100))
+    assert err.status == 422 and err.kind == "ExtremeAspectRatio"
+    err = refused(declare_size(small, 3000, 3000), Limits(max_output_pixels=64_000_000), scale=4)
+    assert err.kind == "OutputTooLarge"
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_truncated_and_corrupt(fmt):
+    data = encode(photo(120, 80), fmt, quality=80)
+    for cut in (len(data) // 2, 200, 40):
+        err = refused(data[:cut])
+        assert err.status == 400 and err.kind == "CorruptImage" and fmt in err.message
+    err = refused(corrupt_container(data))
+    assert err.status == 400 and err.kind == "CorruptImage"
+
+
+def test_container_reader_never_raises_on_hostile_boxes():
+    """Every prefix and random damage: the box reader answers or says None, never raises; the
+    decoder answers with an image or an ImageError, nothing else."""
+    rng = np.random.default_rng(0)
+    for fmt in PHONE_FORMATS:
+        data = encode(photo(48, 40), fmt, quality=60)
+        for cut in range(0, len(data), 5):
+            read_header(data[:cut])
+        for _ in range(150):
+            damaged = bytearray(data)
+            for at in rng.integers(0, 400, size=4):
+                damaged[at] = int(rng.integers(0, 256))
+            read_header(bytes(damaged))
+            try:
+                decode_image(bytes(damaged))
+            except ImageError:
+                pass
+    assert read_header(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2") is None  # an MP4 is not a photo
+    assert read_header(encode(photo(8, 8), "PNG")) is None

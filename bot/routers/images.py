@@ -17,7 +17,8 @@ from .commands import preferences
 router = Router(name="images")
 
 # Documents worth downloading; the bytes are still checked by restoration.image_io, whatever the name says.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif",
+                    ".heic", ".heif", ".hif", ".avif")  # the last four: what phones save
 
 
 def looks_like_image(document: Document) -> bool:
