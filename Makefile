@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test lint format archives bench loadtest demo-picture reliability-report audit k8s-config images train evaluate clean
+.PHONY: setup run test lint format archives bench loadtest demo-picture reliability-report audit scan k8s-config images train evaluate clean
 
 setup:
 	@bash scripts/setup.sh
@@ -46,6 +46,15 @@ demo-picture: setup
 ## audit: pip-audit over the pinned dependencies (exit 3: the vulnerability database was unreachable)
 audit: setup
 	$(PY) scripts/audit_dependencies.py
+
+## scan: checkov (rendered overlays, Dockerfiles), hadolint, bandit, mypy; in their own environment
+## .venv-scan; anything not accepted in docs/deploy.md ("Accepted scanner findings") fails
+scan: setup
+	@test -x .venv-scan/bin/python || python3 -m venv .venv-scan
+	@cmp -s requirements-scan.txt .venv-scan/requirements-scan.txt || { \
+		.venv-scan/bin/python -m pip install -q -r requirements-scan.txt \
+		&& cp requirements-scan.txt .venv-scan/requirements-scan.txt; }
+	$(PY) scripts/scan.py
 
 ## k8s-config: regenerate the cluster config.properties and PrometheusRule (after editing
 ## config.properties or monitoring/alerts.yml)

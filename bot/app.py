@@ -225,7 +225,10 @@ class BotApp:
         await site.start()
         log.info("webhook listening on %s:%d%s", self.settings.webhook_host, self.settings.webhook_port,
                  self.settings.webhook_path)
-        await self.bot.set_webhook(self.settings.webhook_url, secret_token=self.settings.webhook_secret,
+        url = self.settings.webhook_url
+        if not url:  # run() chooses webhook mode only with a URL
+            raise ConfigError("BOT_WEBHOOK_URL is not set")
+        await self.bot.set_webhook(url, secret_token=self.settings.webhook_secret,
                                    allowed_updates=self.dp.resolve_used_update_types())
         try:
             await self.stop_requested.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -132,7 +133,7 @@ class ImageHandler:
         self.model_name = self.task
         self.in_workflow = False
         self.hands_on = False
-        self._metrics = None
+        self._metrics: dict[str, Any] | None = None
         self._pending: list[tuple[str, float]] = []
 
     # -- TorchServe protocol -------------------------------------------------------------
@@ -176,7 +177,8 @@ class ImageHandler:
 
     def _handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         results: list[bytes | None] = [None] * len(data)
-        accepted: list[tuple[int, Image.Image, str, dict]] = []
+        # (index in the batch, image, reply format, model options, the request's settings)
+        accepted: list[tuple[int, Image.Image, str, dict, dict[str, str]]] = []
         for i, row in enumerate(data):
             t0 = time.perf_counter()
             try:
@@ -205,23 +207,31 @@ class ImageHandler:
                     self._reject(context, i, err, results)
                 outputs = []
             except torch.OutOfMemoryError:
-                err = ImageError(503, "OutOfMemory", "the server ran out of memory for this image; "
+                oom = ImageError(503, "OutOfMemory", "the server ran out of memory for this image; "
                                                      "retry later or send a smaller image")
                 for i, *_ in accepted:
-                    self._reject(context, i, err, results)
+                    self._reject(context, i, oom, results)
                 outputs = []
             self._metric("InferenceSeconds", time.perf_counter() - t0)
             for (i, _, fmt, _, settings), out in zip(accepted, outputs, strict=False):
                 t1 = time.perf_counter()
                 if self.hands_on:
                     # lossless to the next node, the client's settings (and format) with it
-                    fmt, data = "png", encode_image(out, "png")
-                    results[i] = add_text(data, CARRY_KEY, json.dumps(settings, ensure_ascii=True))
+                    fmt, png = "png", encode_image(out, "png")
+                    results[i] = add_text(png, CARRY_KEY, json.dumps(settings, ensure_ascii=True))
                 else:
                     results[i] = encode_image(out, fmt)
                 context.set_response_content_type(i, CONTENT_TYPES[fmt])
                 self._metric("EncodeSeconds", time.perf_counter() - t1)
         return [r if r is not None else b"" for r in results]
+
+    @property
+    def net(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What runs the network: the backend's runner, or the module itself (once initialized)."""
+        net = self.runner or self.model
+        if net is None:
+            raise RuntimeError(f"{type(self).__name__} is not initialized")
+        return net
 
     # -- steps subclasses implement ------------------------------------------------------
     def load_model(self, model_dir: str) -> torch.nn.Module:
@@ -273,6 +283,8 @@ class ImageHandler:
 
     def _flush_metrics(self) -> None:
         pending, self._pending = self._pending, []
+        if self._metrics is None:  # nothing is queued without metrics; for the type checker
+            return
         for name, value in pending:
             self._metrics[name].add_or_update(value, [self.model_name, "Model"])
 

@@ -48,5 +48,5 @@ class ColorizeHandler(ImageHandler):
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         vividness = [o.get("vividness") for o in options] if options else None
-        return colorize_images(self.runner or self.model, self.cfg, images, self.device, vividness, self.centres,
+        return colorize_images(self.net, self.cfg, images, self.device, vividness, self.centres,
                                self.log_weight)

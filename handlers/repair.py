@@ -46,4 +46,4 @@ class RepairHandler(ImageHandler):
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         strengths = [o.get("strength") for o in options] if options else None
-        return repair_images(self.runner or self.model, self.cfg, images, self.device, strengths)
+        return repair_images(self.net, self.cfg, images, self.device, strengths)

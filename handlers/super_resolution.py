@@ -27,4 +27,4 @@ class SuperResolutionHandler(ImageHandler):
         return model
 
     def restore(self, image: Image.Image) -> Image.Image:
-        return upscale_image(self.runner or self.model, image, self.scale, self.tile, self.overlap, self.device)
+        return upscale_image(self.net, image, self.scale, self.tile, self.overlap, self.device)
