@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from restoration.names import INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, MODELS, WORKFLOW_RESTORE
+from restoration.names import MANAGEMENT_PORT, METRICS_PORT, MODELS, TORCHSERVE_INFERENCE_PORT, WORKFLOW_RESTORE
 from serving.ts_client import Management, read_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +57,15 @@ def render_properties(props: dict[str, str]) -> str:
 
 @dataclass
 class TorchServe:
-    """One TorchServe process with its own ports, working directory and configuration."""
+    """One TorchServe process with its own ports, working directory and configuration.
+
+    Its inference port is the loopback one behind the nginx front (serving/proxy.py); tests also
+    talk to it directly."""
 
     model_store: Path
     workdir: Path
     host: str = "127.0.0.1"
-    inference_port: int = INFERENCE_PORT
+    inference_port: int = TORCHSERVE_INFERENCE_PORT
     management_port: int = MANAGEMENT_PORT
     metrics_port: int = METRICS_PORT
     overrides: dict[str, str] = field(default_factory=dict)
@@ -73,7 +76,7 @@ class TorchServe:
     grpc_ports: tuple[int, int] = (7070, 7071)
 
     def __post_init__(self) -> None:
-        if self.inference_port != INFERENCE_PORT:  # a test or side instance: keep clear of the defaults
+        if self.inference_port != TORCHSERVE_INFERENCE_PORT:  # a test or side instance: keep clear of the defaults
             self.grpc_ports = (free_port(), free_port())
 
     @property
