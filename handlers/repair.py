@@ -46,4 +46,6 @@ class RepairHandler(ImageHandler):
 
     def restore_batch(self, images: list[Image.Image], options: list[dict] | None = None) -> list[Image.Image]:
         strengths = [o.get("strength") for o in options] if options else None
-        return repair_images(self.net, self.cfg, images, self.device, strengths)
+        # the module itself, under any backend: its tiles share one whole-photo context, which
+        # a single-input graph cannot take (restoration.repair)
+        return repair_images(self.model, self.cfg, images, self.device, strengths)

@@ -49,9 +49,8 @@ class Restorer:
         if name not in self._models:
             d = self._dir(name)
             if name == REPAIR:
-                net, cfg = load_repairer(str(d), self.device)
-                runner, _ = backends.select(net, str(d), self.device)
-                self._models[name] = (runner, cfg)
+                # run as the module: its tiles share one whole-photo context (restoration.repair)
+                self._models[name] = load_repairer(str(d), self.device)
             elif name == COLORIZE:
                 net, cfg = load_generator(str(d), self.device)
                 runner, _ = backends.select(net, str(d), self.device)

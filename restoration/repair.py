@@ -11,14 +11,16 @@ normalisation layers) sees the photo's full-resolution luminance Y and predicts 
   damage of the whole photo, ``mean |dY|`` in grey levels: 0 below ``gate_low``, 1 above
   ``gate_high``, linear between. Both thresholds are chosen on validation (training.train_repair).
 
-Large photos run in overlapping tiles (bounded memory); the network is fully convolutional with
-a bounded receptive field, tiles start on multiples of its stride, so the tiled result matches an
-untiled pass to within rounding (the tests check ≤ 1/255).
+Faded contrast, lifted blacks and a toned print's curve are properties of the whole photo, which
+no tile can see: a small context branch reads a 64×64 thumbnail of the whole photo once and
+modulates the network's features (FiLM) everywhere. Large photos then run in overlapping tiles
+(bounded memory) that all get that same context; the rest of the network is fully convolutional
+with a bounded receptive field and the tiles start on multiples of its stride, so the tiled
+result matches an untiled pass to within rounding (the tests check ≤ 1/255).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,12 +41,13 @@ LUMA = (0.299, 0.587, 0.114)
 @dataclass
 class RepairConfig:
     arch: str = ARCH
-    width: int = 48  # channels at half resolution; deeper levels widen (×4/3, ×2, ×8/3)
-    levels: int = 2  # downsamplings by 2 after the first (space-to-depth) halving
+    width: int = 32  # channels at half resolution; deeper levels widen (×4/3, ×2, ×8/3)
+    levels: int = 3  # downsamplings by 2 after the first (space-to-depth) halving
     blocks: int = 2  # residual blocks per encoder level (one per decoder level)
     shrink: float = 0.0  # per-pixel soft threshold on |dY|, grey levels (0-255)
     gate_low: float = 0.0  # estimated damage (mean |dY|, grey levels) below which nothing changes
     gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
+    context: int = 64  # side of the whole-photo thumbnail the context branch reads (0: no branch)
     tile: int = 512  # tile core side in pixels (0: untiled)
     overlap: int = 96  # context margin per side; a multiple of the stride (2**(levels+1))
 
@@ -70,12 +73,54 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+def thumbnail(y: torch.Tensor, side: int) -> torch.Tensor:
+    """The whole photo's luma (N×1×H×W) area-averaged to side×side: what the context branch reads."""
+    return F.adaptive_avg_pool2d(y, (side, side))
+
+
+class Context(nn.Module):
+    """Thumbnail → one vector per photo: pooled convolutional features and the thumbnail's
+    tone statistics (mean, spread, darkest and brightest values)."""
+
+    def __init__(self, out: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(32, out - 4, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.out = out
+
+    def forward(self, thumb: torch.Tensor) -> torch.Tensor:
+        flat = thumb.flatten(1)
+        stats = torch.stack([flat.mean(1), flat.std(1), flat.amin(1), flat.amax(1)], 1)
+        return torch.cat([self.body(thumb - 0.5).mean((2, 3)), stats], 1)
+
+
+class FiLM(nn.Module):
+    """Scale and shift feature maps by the photo's context (starts as the identity)."""
+
+    def __init__(self, ctx: int, ch: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(ctx, 2 * ch)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.lin(ctx)[:, :, None, None].chunk(2, 1)
+        return x * (1 + gamma) + beta
+
+
 class RepairNet(nn.Module):
-    """Y (N×1×H×W in [0, 1]) → residual dY (N×1×H×W); any H, W (padded to the stride inside)."""
+    """Y (N×1×H×W in [0, 1]) → residual dY (N×1×H×W); any H, W (padded to the stride inside).
+
+    ``ctx`` is the whole photo's context vector (:meth:`context` of its full luma), or ``thumb``
+    its thumbnail (training passes a crop with its photo's thumbnail); when both are omitted it is
+    computed from ``y`` itself, which is right whenever ``y`` is the whole photo.
+    """
 
     def __init__(self, cfg: RepairConfig) -> None:
         super().__init__()
         self.multiple = cfg.multiple
+        self.context_side = cfg.context
         mult = (1, 4 / 3, 2, 8 / 3, 8 / 3, 8 / 3)
         widths = [int(cfg.width * mult[i]) for i in range(cfg.levels + 1)]
         # Space-to-depth first (as FFDNet does): every layer runs at half resolution or below,
@@ -96,8 +141,21 @@ class RepairNet(nn.Module):
                                   nn.Conv2d(widths[0], 4, 3, padding=1), nn.PixelShuffle(2))
         nn.init.zeros_(self.tail[-2].weight)  # starts as the identity: no change until it learns one
         nn.init.zeros_(self.tail[-2].bias)
+        if cfg.context:
+            self.ctx = Context()
+            self.film_low = FiLM(self.ctx.out, widths[-1])
+            self.film_high = FiLM(self.ctx.out, widths[0])
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def context(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The context vector of whole photos (N×1×H×W luma); None without a context branch."""
+        if not self.context_side:
+            return None
+        return self.ctx(thumbnail(y, self.context_side))
+
+    def forward(self, y: torch.Tensor, ctx: torch.Tensor | None = None, thumb: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if ctx is None and self.context_side:
+            ctx = self.ctx(thumb) if thumb is not None else self.context(y)
         h, w = y.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -107,8 +165,12 @@ class RepairNet(nn.Module):
         for down, enc in zip(self.down, self.enc, strict=True):
             feats.append(enc(down(feats[-1])))
         z = feats[-1]
+        if ctx is not None:
+            z = self.film_low(z, ctx)
         for i in reversed(range(len(self.up))):
             z = self.dec[i](self.up[i](z) + feats[i])
+        if ctx is not None:
+            z = self.film_high(z, ctx)
         return self.tail(z)[..., :h, :w]
 
 
@@ -136,23 +198,24 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def residual(net: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tile: int = 512, overlap: int = 64,
-             multiple: int = 8) -> torch.Tensor:
+def residual(net: RepairNet, y: torch.Tensor, tile: int = 512, overlap: int = 96, multiple: int = 16) -> torch.Tensor:
     """The network's dY for a 1×1×H×W luma tensor, in overlapping tiles; H×W float32 on the CPU.
 
-    Tiles start on multiples of ``multiple`` (the network's stride) so each sees the grid an
-    untiled pass sees; only each tile's core is kept.
+    The whole photo's context is computed once and given to every tile. Tiles start on multiples
+    of ``multiple`` (the network's stride) so each sees the grid an untiled pass sees; only each
+    tile's core is kept.
     """
     _, _, height, width = y.shape
+    ctx = net.context(y)
     if tile <= 0 or (height <= tile and width <= tile):
-        return net(y)[0, 0].float().cpu()
+        return net(y, ctx)[0, 0].float().cpu()
     tile = max(multiple, tile // multiple * multiple)
     overlap = (overlap + multiple - 1) // multiple * multiple
     out = torch.empty((height, width), dtype=torch.float32)
     for top, left, bottom, right in tile_grid(height, width, tile):
         t0, l0 = max(0, top - overlap), max(0, left - overlap)
         b0, r0 = min(height, bottom + overlap), min(width, right + overlap)
-        r = net(y[:, :, t0:b0, l0:r0])[0, 0]
+        r = net(y[:, :, t0:b0, l0:r0], ctx)[0, 0]
         out[top:bottom, left:right] = r[top - t0:bottom - t0, left - l0:right - l0].float().cpu()
     return out
 
@@ -180,7 +243,7 @@ def apply_delta(rgb: np.ndarray, delta: torch.Tensor) -> Image.Image:
     return Image.fromarray(out, "RGB")
 
 
-def repair_image(net: Callable[[torch.Tensor], torch.Tensor], cfg: RepairConfig, img: Image.Image,
+def repair_image(net: RepairNet, cfg: RepairConfig, img: Image.Image,
                  strength: float | None = None, device: torch.device | str = "cpu", tile: int | None = None,
                  overlap: int | None = None) -> Image.Image:
     """Repair one RGB photo at full resolution (same size out); ``strength`` 0 … 1 (None: 1)."""

@@ -73,7 +73,7 @@ def resolve_sr(source: str, scale: int, tmp: Path) -> Path:
     return out
 
 
-def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
+def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path | None:
     """Export the network of ``weights`` as ``stage/model.onnx`` (the input's free axes dynamic)."""
     import torch
 
@@ -90,10 +90,7 @@ def export_onnx_graph(name: str, stage: Path, weights: Path) -> Path:
         # batches of 1..64 inputs, each padded to the same square (restoration/colorizer.py)
         return export_onnx(net, torch.zeros(2, 1, side, side), stage / ONNX_FILE, {0: "batch"})
     if name == REPAIR:
-        from restoration.repair import load_repairer
-
-        net, _ = load_repairer(str(weights))
-        return export_onnx(net, torch.rand(1, 1, 64, 48), stage / ONNX_FILE, {2: "height", 3: "width"})
+        return None  # served by eager PyTorch only: its tiles take a whole-photo context as a second input
     from restoration.upscaler import load_sr_model
 
     net, _ = load_sr_model(str(weights), scale=SR_SCALES[name])

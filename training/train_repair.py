@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from restoration.repair import REPAIR_FILES, RepairConfig, build, gate
+from restoration.repair import REPAIR_FILES, RepairConfig, build, gate, thumbnail
 from restoration.weights import load_tensors, save_tensors, write_config
 from training import config
 from training.data import epoch_batch, list_pngs, step_rng
@@ -31,7 +31,7 @@ from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
     "data": "data/repair", "out": "runs/repair", "init": "",
-    "width": 32, "levels": 3, "blocks": 2,
+    "width": 32, "levels": 3, "blocks": 2, "context": 64,
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
     "steps": 6000, "minutes": 0.0, "eval_every": 500, "ckpt_every": 250, "eval_max": 120,
     "clean_min_db": 40.0,  # the gate is chosen so that clean validation photos stay at least this close
@@ -60,9 +60,11 @@ def load_pairs(folder: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
 class RepairPairs:
     """Training pairs held in memory; a batch is a pure function of (seed, step)."""
 
-    def __init__(self, folder: Path, crop: int) -> None:
+    def __init__(self, folder: Path, crop: int, context: int = 64) -> None:
         self.damaged, self.clean = load_pairs(folder)
         self.crop = crop
+        # each pair's whole damaged photo as the context branch sees it
+        self.thumbs = thumbnails(self.damaged, context) if context else None
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -71,20 +73,32 @@ class RepairPairs:
         idx = epoch_batch(len(self), seed, step, batch_size, rank, world)
         rng = step_rng(seed, step, rank)
         h, w = self.clean.shape[1:]
-        xs, ys = [], []
+        xs, ys, ts = [], [], []
         for i in idx:
             y0, x0 = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
             a = self.damaged[i, y0:y0 + self.crop, x0:x0 + self.crop]
             b = self.clean[i, y0:y0 + self.crop, x0:x0 + self.crop]
             k = int(rng.integers(0, 4))  # rotations and flips: scratches run any way
-            a, b = np.rot90(a, k), np.rot90(b, k)
+            t = self.thumbs[i] if self.thumbs is not None else np.zeros((1, 1), np.float32)
+            a, b, t = np.rot90(a, k), np.rot90(b, k), np.rot90(t, k)
             if rng.random() < 0.5:
-                a, b = a[:, ::-1], b[:, ::-1]
+                a, b, t = a[:, ::-1], b[:, ::-1], t[:, ::-1]
             xs.append(a.copy())
             ys.append(b.copy())
+            ts.append(t.copy())
         x = torch.from_numpy(np.stack(xs)).unsqueeze(1).float() / 255.0
         y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float() / 255.0
-        return x, y
+        thumb = torch.from_numpy(np.stack(ts)).unsqueeze(1) if self.thumbs is not None else None
+        return x, y, thumb
+
+
+def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
+    """N×H×W uint8 → N×side×side float32 thumbnails (restoration.repair.thumbnail)."""
+    out = []
+    for i in range(0, len(images), 256):
+        t = torch.from_numpy(images[i:i + 256]).unsqueeze(1).float() / 255.0
+        out.append(thumbnail(t, side)[:, 0].numpy())
+    return np.concatenate(out)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -103,7 +117,8 @@ def residuals(net, x: np.ndarray, device) -> torch.Tensor:
 
 
 def measure(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, device) -> dict:
-    """PSNR on L (dB, mean over photos): damaged input, repaired, and a clean photo passed through."""
+    """PSNR on L (dB, mean over photos): damaged input and repaired output against the clean photo
+    (over the damaged pairs), and every clean photo passed through against itself."""
     damaged, clean = val
     d_res, c_res = residuals(net, damaged, device), residuals(net, clean, device)
     return score(damaged, clean, d_res, c_res, rcfg)
@@ -114,11 +129,13 @@ def score(damaged, clean, d_res, c_res, rcfg: RepairConfig) -> dict:
     for i in range(len(clean)):
         x = torch.from_numpy(damaged[i]).float() / 255.0
         y = torch.from_numpy(clean[i]).float() / 255.0
-        d, _, _ = gate(d_res[i], rcfg)
         c, _, _ = gate(c_res[i], rcfg)
+        rows["clean_through"].append(psnr(torch.round((y + c).clamp(0, 1) * 255) / 255, y))
+        if np.array_equal(damaged[i], clean[i]):
+            continue  # an undamaged pair: measured as a clean photo above, not as a repair
+        d, _, _ = gate(d_res[i], rcfg)
         rows["damaged"].append(psnr(x, y))
         rows["repaired"].append(psnr(torch.round((x + d).clamp(0, 1) * 255) / 255, y))
-        rows["clean_through"].append(psnr(torch.round((y + c).clamp(0, 1) * 255) / 255, y))
     m = {f"psnr_{k}": float(np.mean(v)) for k, v in rows.items()}
     m["gain_db"] = m["psnr_repaired"] - m["psnr_damaged"]
     m["clean_min_db"] = float(np.min(rows["clean_through"]))
@@ -157,13 +174,14 @@ def export_model(net, rcfg: RepairConfig, out: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
     run = Run(cfg)
-    rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]))
+    rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]),
+                        context=int(cfg["context"]))
     net = build(rcfg).to(run.device)
     if cfg["init"]:
         net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
-    train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]))
+    train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]))
     val_dir = Path(cfg["data"]) / "val"
     val = load_pairs(val_dir, int(cfg["eval_max"])) if val_dir.is_dir() else None
     if run.master:
@@ -186,10 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
         lr = cosine_lr(cfg["lr"], step, cfg["steps"], cfg["warmup"], floor=0.02)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
+        x, y, thumb = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
         x, y = x.to(run.device), y.to(run.device)
+        thumb = thumb.to(run.device) if thumb is not None else None
         with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
-            out = x + model(x)
+            out = x + model(x, None, thumb)
         loss = (out.float() - y).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,132 @@
+"""The repair model: damaged training pairs, the network and its tiling, colour kept, the gate,
+the strength, training and the settings a workflow node hands on."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dataset_gen.degrade import DAMAGE_OPS, damage
+from restoration.png import add_text, read_text
+from restoration.repair import RepairConfig, build, gate, load_repairer, repair_image, residual
+from tests.conftest import photo
+
+
+def random_net(cfg: RepairConfig, seed: int = 0):
+    """A network whose zero-initialised output and FiLM layers are randomised, so it changes photos."""
+    torch.manual_seed(seed)
+    net = build(cfg).eval()
+    with torch.no_grad():
+        net.tail[-2].weight.normal_(0, 0.05)
+        if cfg.context:
+            for film in (net.film_low, net.film_high):
+                film.lin.weight.normal_(0, 0.2)
+    return net
+
+
+def test_damage_is_deterministic_and_recorded():
+    img = photo(96, 80, seed=1)
+    a, clean_a, rec_a = damage(img, np.random.default_rng(7))
+    b, _, rec_b = damage(img, np.random.default_rng(7))
+    assert a.tobytes() == b.tobytes() and rec_a == rec_b
+    assert rec_a["order"] and set(rec_a["order"]) <= set(DAMAGE_OPS) and set(rec_a["params"]) == set(rec_a["order"])
+    json.dumps(rec_a)  # goes into the manifest as it is
+    grey = np.asarray(clean_a)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert a.size == img.size and a.tobytes() != clean_a.tobytes()
+    orders = {tuple(damage(img, np.random.default_rng(s))[2]["order"]) for s in range(12)}
+    assert len(orders) > 6  # the damages and their order vary with the seed
+    untouched, target, rec = damage(img, np.random.default_rng(3), clean=1.0)
+    assert untouched.tobytes() == target.tobytes() and rec["order"] == []
+
+
+def test_dataset_gen_builds_repair_pairs(tmp_path):
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+
+    cfg = BuildConfig(task="repair", out=tmp_path / "repair", size=64, crops=2, val=0.3, test=0.0, workers=1)
+    meta = build_dataset(cfg, list(parse_source("procedural:6", 0)))
+    assert sum(meta["counts"].values()) == 12
+    recs = [json.loads(line) for line in (tmp_path / "repair" / "manifest.jsonl").read_text().splitlines()]
+    assert all("damage" in r["transform"] for r in recs)
+    pair = Image.open(tmp_path / "repair" / recs[0]["split"] / recs[0]["file"])
+    assert pair.size == (128, 64)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 300, 420), (1, 1, 257, 131)])
+def test_tiled_matches_untiled(shape):
+    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32)
+    net = random_net(cfg)
+    y = torch.rand(shape)
+    whole = residual(net, y, tile=0, multiple=cfg.multiple)
+    assert whole.abs().max() > 0.01  # the network does change the photo
+    tiled = residual(net, y, tile=96, overlap=48, multiple=cfg.multiple)
+    assert (whole - tiled).abs().max().item() * 255 <= 1.0
+
+
+def test_colour_kept_grey_stays_grey_and_strength():
+    cfg = RepairConfig(width=8, levels=1, blocks=1, context=16)
+    net = random_net(cfg, seed=2)
+    img = photo(90, 70, seed=3)
+    src = np.asarray(img).astype(int)
+    out = np.asarray(repair_image(net, cfg, img)).astype(int)
+    assert out.shape == src.shape and np.abs(out - src).max() > 0
+    inside = ((out > 0) & (out < 255)).all(-1)
+    delta = out - src
+    assert np.abs(delta[..., 0] - delta[..., 1])[inside].max() <= 1 and np.abs(delta[..., 0] - delta[..., 2])[inside].max() <= 1
+    grey = img.convert("L").convert("RGB")
+    g = np.asarray(repair_image(net, cfg, grey))
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    assert repair_image(net, cfg, img, strength=0.0).tobytes() == img.tobytes()
+    half = np.asarray(repair_image(net, cfg, img, strength=0.5)).astype(int) - src
+    assert 0 < np.abs(half).mean() < np.abs(delta).mean()
+
+
+def test_gate_leaves_small_corrections_out():
+    d = torch.full((8, 8), 1.0 / 255)
+    d[0, 0] = 40.0 / 255  # one speck
+    shrunk, damage_est, g = gate(d, RepairConfig(shrink=2.0))
+    assert g == 1.0 and shrunk[1, 1] == 0 and abs(float(shrunk[0, 0]) * 255 - 38.0) < 1e-3
+    _, _, g_low = gate(d, RepairConfig(gate_low=5.0, gate_high=10.0))
+    _, _, g_mid = gate(d * 5, RepairConfig(gate_low=5.0, gate_high=10.0))
+    assert g_low == 0.0 and 0.0 < g_mid < 1.0
+    assert damage_est > 0
+
+
+def test_training_runs_resumes_and_exports_a_gate(tmp_path):
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    from training import train_repair
+
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=3, val=0.25, test=0.0, workers=1),
+                  list(parse_source("procedural:8", 0)))
+    args = [f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
+            "crop_size=32", "batch_size=4", "steps=6", "eval_every=3", "ckpt_every=3", "threads=1"]
+    first = train_repair.main(args + ["stop_at=3"])
+    assert first["step"] == 3
+    done = train_repair.main(args + ["resume=true"])
+    assert done["step"] == 6
+    net, cfg = load_repairer(str(tmp_path / "run" / "model"))
+    assert cfg.arch == "repair_unet" and cfg.context == 16
+    assert {"gated", "ungated"} <= set(done["val"]) and done["val"]["gated"]["clean_min_db"] > 0
+    assert (tmp_path / "run" / "model_6").is_dir()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("gate" in r for r in log)
+
+
+def test_settings_ride_in_a_png_text_chunk():
+    buf = io.BytesIO()
+    photo(20, 10, seed=4).save(buf, "PNG")
+    png = buf.getvalue()
+    tagged = add_text(png, "pix2pix-sr-settings", json.dumps({"vividness": "1"}))
+    assert read_text(tagged, "pix2pix-sr-settings") == '{"vividness": "1"}'
+    assert read_text(png, "pix2pix-sr-settings") is None and read_text(b"not a png", "k") is None
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(tagged))), np.asarray(Image.open(io.BytesIO(png))))
