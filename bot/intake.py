@@ -16,7 +16,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 
 from .jobs import Job, JobItem, JobQueue, QueueFull
-from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
+from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
 from .store import JobStore
 from .texts import mode_name, text
 
@@ -34,6 +34,7 @@ class Request:
     compare: bool
     items: list[JobItem] = field(default_factory=list)
     vividness: Vividness = DEFAULT_VIVIDNESS
+    repair_strength: RepairStrength = DEFAULT_REPAIR_STRENGTH
 
 
 class Intake:
@@ -60,7 +61,7 @@ class Intake:
         items = sorted(request.items, key=lambda i: i.message_id)
         job = Job(user_id=request.user_id, chat_id=request.chat_id, source_message_id=items[0].message_id,
                   lang=request.lang, mode=request.mode, compare=request.compare, items=items,
-                  vividness=request.vividness)
+                  vividness=request.vividness, repair_strength=request.repair_strength)
         if not self.store.add(job):
             log.info("message %s in chat %s was already accepted; duplicate delivery ignored",
                      job.source_message_id, job.chat_id)
@@ -114,7 +115,8 @@ class Intake:
             first = min(request.items, key=lambda i: i.message_id)
             job = Job(user_id=request.user_id, chat_id=request.chat_id, source_message_id=first.message_id,
                       lang=request.lang, mode=request.mode, compare=request.compare,
-                      items=sorted(request.items, key=lambda i: i.message_id), vividness=request.vividness)
+                      items=sorted(request.items, key=lambda i: i.message_id), vividness=request.vividness,
+                      repair_strength=request.repair_strength)
             if self.store.add(job):
                 job.status_ready.set()
                 await self._send_status(job, text(job.lang, "restarting"))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import metrics
-from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
+from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class JobItem:
 @dataclass
 class Job:
     """An accepted request; ``done`` counts the images already answered (resume point).
-    ``vividness`` is sent to TorchServe by the colour modes only."""
+    ``vividness`` is sent to TorchServe by the colour modes only, ``repair_strength`` by the
+    repairing modes only."""
 
     user_id: int
     chat_id: int
@@ -53,6 +54,7 @@ class Job:
     compare: bool
     items: list[JobItem]
     vividness: Vividness = DEFAULT_VIVIDNESS
+    repair_strength: RepairStrength = DEFAULT_REPAIR_STRENGTH
     id: int | None = None
     done: int = 0
     status_message_id: int | None = None

@@ -6,8 +6,8 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from .modes import DEFAULT_VIVIDNESS, Mode, Vividness
-from .texts import mode_name, text, vividness_button
+from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from .texts import mode_name, strength_button, text, vividness_button
 
 
 class ModeChoice(CallbackData, prefix="mode"):
@@ -28,8 +28,15 @@ class VividnessChoice(CallbackData, prefix="viv"):
     vividness: Vividness
 
 
+class StrengthChoice(CallbackData, prefix="rep"):
+    """A tap on one of the repair strengths (light, medium, full)."""
+
+    strength: RepairStrength
+
+
 def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMarkup:
-    """The four modes, two per row; the current one is marked with a dot."""
+    """The modes, two per row in :class:`Mode`'s order (restore, the last, alone on its row); the
+    current one is marked with a dot."""
     builder = InlineKeyboardBuilder()
     for mode in Mode:
         label = mode_name(lang, mode)
@@ -40,9 +47,10 @@ def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMark
     return builder.as_markup()
 
 
-def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_VIVIDNESS) -> InlineKeyboardMarkup:
+def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_VIVIDNESS,
+                      strength: RepairStrength = DEFAULT_REPAIR_STRENGTH) -> InlineKeyboardMarkup:
     """The before/after comparison switch on the first row; the three colour settings on the
-    second, the current one marked with a dot."""
+    second and the three repair strengths on the third, the current ones marked with a dot."""
     builder = InlineKeyboardBuilder()
     label = text(lang, "compare_button_on" if compare else "compare_button_off")
     builder.button(text=label, callback_data=CompareToggle(on=not compare))
@@ -51,5 +59,10 @@ def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_V
         if choice == vividness:
             label = f"• {label}"
         builder.button(text=label, callback_data=VividnessChoice(vividness=choice))
-    builder.adjust(1, len(Vividness))
+    for level in RepairStrength:
+        label = strength_button(lang, level)
+        if level == strength:
+            label = f"• {label}"
+        builder.button(text=label, callback_data=StrengthChoice(strength=level))
+    builder.adjust(1, len(Vividness), len(RepairStrength))
     return builder.as_markup()

@@ -1,16 +1,18 @@
-"""The four things the bot can do to a photo, which TorchServe endpoint does each, and the
-colour-vividness setting of the colour modes."""
+"""The five things the bot can do to a photo, which TorchServe endpoint does each, the
+colour-vividness setting of the colour modes and the strength setting of the repairing modes."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from restoration.names import COLORIZE, REPAIR, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
 
 
 class Mode(StrEnum):
-    """A processing mode; the value is what callback data and the job store carry."""
+    """A processing mode; the value is what callback data and the job store carry. The order is
+    the mode keyboard's (two per row, restore alone on the last)."""
 
+    REPAIR = "repair"
     COLORIZE = "colorize"
     UPSCALE_X2 = "x2"
     UPSCALE_X4 = "x4"
@@ -36,10 +38,16 @@ class Mode(StrEnum):
         """Whether the mode colourises (and so honours the vividness setting)."""
         return self in (Mode.COLORIZE, Mode.RESTORE)
 
+    @property
+    def repairs(self) -> bool:
+        """Whether the mode repairs damage (and so honours the repair-strength setting)."""
+        return self in (Mode.REPAIR, Mode.RESTORE)
 
-_TARGETS = {Mode.COLORIZE: COLORIZE, Mode.UPSCALE_X2: SR_X2, Mode.UPSCALE_X4: SR_X4, Mode.RESTORE: WORKFLOW_RESTORE}
-# restore = colourise, then ×2
-_SCALES = {Mode.COLORIZE: 1, Mode.UPSCALE_X2: 2, Mode.UPSCALE_X4: 4, Mode.RESTORE: 2}
+
+_TARGETS = {Mode.REPAIR: REPAIR, Mode.COLORIZE: COLORIZE, Mode.UPSCALE_X2: SR_X2, Mode.UPSCALE_X4: SR_X4,
+            Mode.RESTORE: WORKFLOW_RESTORE}
+# repair and colourise keep the size; restore = repair, colourise, then ×2
+_SCALES = {Mode.REPAIR: 1, Mode.COLORIZE: 1, Mode.UPSCALE_X2: 2, Mode.UPSCALE_X4: 4, Mode.RESTORE: 2}
 
 DEFAULT_MODE = Mode.RESTORE
 
@@ -70,3 +78,31 @@ class Vividness(StrEnum):
 _VIVIDNESS_SENT = {Vividness.NATURAL: 0.0, Vividness.DEFAULT: None, Vividness.VIVID: 1.0}
 
 DEFAULT_VIVIDNESS = Vividness.DEFAULT
+
+
+class RepairStrength(StrEnum):
+    """How strongly the repair model removes damage; the value is what callback data, the FSM
+    storage and the job store carry. No "off": a user who wants no repair picks another mode."""
+
+    LIGHT = "light"
+    MEDIUM = "medium"
+    FULL = "full"
+
+    @property
+    def value_sent(self) -> float | None:
+        """The ``X-Repair-Strength`` value sent to TorchServe (0 = off … 1 = full); ``None``: no
+        header, so the server's default (full) applies."""
+        return _STRENGTH_SENT[self]
+
+    @classmethod
+    def parse(cls, value: object) -> RepairStrength:
+        """A stored value back as a setting; anything unknown or missing is the default."""
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            return DEFAULT_REPAIR_STRENGTH
+
+
+_STRENGTH_SENT = {RepairStrength.LIGHT: 0.3, RepairStrength.MEDIUM: 0.6, RepairStrength.FULL: None}
+
+DEFAULT_REPAIR_STRENGTH = RepairStrength.FULL

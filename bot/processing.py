@@ -197,9 +197,11 @@ class JobRunner:
             with contextlib.suppress(TelegramAPIError):
                 await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_PHOTO)
             try:
-                # The colour setting matters to the colour modes only (the client also drops it elsewhere).
+                # Each setting matters to the modes that use it only (the client also drops it elsewhere).
                 vividness = job.vividness.value_sent if mode.colours else None
-                prediction = await self.torchserve.predict(mode.path, data, target=mode.target, vividness=vividness)
+                strength = job.repair_strength.value_sent if mode.repairs else None
+                prediction = await self.torchserve.predict(mode.path, data, target=mode.target, vividness=vividness,
+                                                           strength=strength)
             except TorchServeError as exc:
                 log.warning("job %s: TorchServe %s: %s %s", job.id, mode.target, exc.status, exc.kind)
                 if exc.is_auth_error:

@@ -6,7 +6,7 @@ import re
 
 from restoration.image_io import MB, MP, Limits
 
-from .modes import Mode, Vividness
+from .modes import Mode, RepairStrength, Vividness
 
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
@@ -21,16 +21,18 @@ def language_of(code: str | None) -> str:
 
 MODE_NAMES: dict[str, dict[Mode, str]] = {
     "en": {
+        Mode.REPAIR: "🩹 Repair",
         Mode.COLORIZE: "🎨 Colourise",
         Mode.UPSCALE_X2: "🔍 Upscale ×2",
         Mode.UPSCALE_X4: "🔎 Upscale ×4",
-        Mode.RESTORE: "✨ Restore (colour + ×2)",
+        Mode.RESTORE: "✨ Restore (repair + colour + ×2)",
     },
     "ru": {
+        Mode.REPAIR: "🩹 Ретушь",
         Mode.COLORIZE: "🎨 Раскрасить",
         Mode.UPSCALE_X2: "🔍 Увеличить ×2",
         Mode.UPSCALE_X4: "🔎 Увеличить ×4",
-        Mode.RESTORE: "✨ Восстановить (цвет + ×2)",
+        Mode.RESTORE: "✨ Восстановить (ретушь + цвет + ×2)",
     },
 }
 
@@ -48,18 +50,32 @@ VIVIDNESS_NAMES: dict[str, dict[Vividness, tuple[str, str]]] = {
     },
 }
 
+# The repair strength: the button label and the name the /settings message quotes.
+STRENGTH_NAMES: dict[str, dict[RepairStrength, tuple[str, str]]] = {
+    "en": {
+        RepairStrength.LIGHT: ("🪶 Light", "light"),
+        RepairStrength.MEDIUM: ("🖌️ Medium", "medium"),
+        RepairStrength.FULL: ("🛠️ Full", "full (default)"),
+    },
+    "ru": {
+        RepairStrength.LIGHT: ("🪶 Слабая", "слабая"),
+        RepairStrength.MEDIUM: ("🖌️ Средняя", "средняя"),
+        RepairStrength.FULL: ("🛠️ Полная", "полная (по умолчанию)"),
+    },
+}
+
 COMMANDS: dict[str, list[tuple[str, str]]] = {
     "en": [
         ("start", "Start and choose a mode"),
         ("mode", "Change the mode"),
-        ("settings", "Before/after comparison and colour vividness"),
+        ("settings", "Before/after comparison, colours, repair strength"),
         ("cancel", "Cancel photos waiting in the queue"),
         ("help", "Modes, limits and privacy"),
     ],
     "ru": [
         ("start", "Начать и выбрать режим"),
         ("mode", "Сменить режим"),
-        ("settings", "Сравнение «до/после» и яркость цветов"),
+        ("settings", "Сравнение «до/после», цвета, сила ретуши"),
         ("cancel", "Отменить фото в очереди"),
         ("help", "Режимы, ограничения и приватность"),
     ],
@@ -67,45 +83,55 @@ COMMANDS: dict[str, list[tuple[str, str]]] = {
 
 _TEXTS: dict[str, dict[str, str]] = {
     "start": {
-        "en": "Hi! I restore old photos: I colourise black-and-white pictures and upscale them.\n"
+        "en": "Hi! I restore old photos. Restore, the default mode, repairs damage (grain, dust, scratches, "
+              "fading), colourises a black-and-white picture and enlarges it ×2; each other mode does one thing.\n"
               "Choose a mode, then send a photo (or an image as a file for the best quality).\n"
               "Current mode: {mode}.",
-        "ru": "Привет! Я восстанавливаю старые фотографии: раскрашиваю чёрно-белые и увеличиваю их.\n"
+        "ru": "Привет! Я восстанавливаю старые фотографии. Режим «Восстановить» (выбран по умолчанию) убирает дефекты "
+              "(зерно, пыль, царапины, выцветание), раскрашивает чёрно-белый снимок и увеличивает его в 2 раза; "
+              "остальные режимы делают что-то одно.\n"
               "Выберите режим и пришлите фото (или изображение файлом — так качество лучше).\n"
               "Текущий режим: {mode}.",
     },
     "help": {
         "en": "Modes:\n"
+              "• Repair — removes grain, noise, dust, scratches and JPEG blocks, brings back faded contrast; "
+              "the size stays the same.\n"
               "• Colourise — adds colour to a black-and-white photo.\n"
               "• Upscale ×2 / ×4 — makes the picture 2 or 4 times larger.\n"
-              "• Restore — colourise, then ×2.\n\n"
+              "• Restore — repair, colourise, then ×2.\n\n"
               "Send a photo, an image as a file (JPEG, PNG, WebP, BMP, TIFF, HEIC, AVIF) or an album. "
               "Limits: {max_mb:.0f} MB per file, {max_mp:.0f} MP per image, {out_mp:.0f} MP per result.\n"
               "You get the result as a photo and as a file with the full quality.\n\n"
               "Privacy: images are processed in memory and not stored; only the file reference is kept "
               "until your photo is done.\n"
-              "/mode — change mode, /settings — before/after comparison and how vivid the colours are, "
+              "/mode — change mode, /settings — before/after comparison, how vivid the colours are and how "
+              "strong the repair is, "
               "/cancel — cancel waiting photos.",
         "ru": "Режимы:\n"
+              "• Ретушь — убирает зерно, шум, пыль, царапины и артефакты JPEG, возвращает выцветшему снимку "
+              "контраст; размер не меняется.\n"
               "• Раскрасить — добавляет цвет чёрно-белому фото.\n"
               "• Увеличить ×2 / ×4 — делает снимок в 2 или 4 раза больше.\n"
-              "• Восстановить — раскрасить, затем ×2.\n\n"
+              "• Восстановить — ретушь, раскраска, затем ×2.\n\n"
               "Пришлите фото, изображение файлом (JPEG, PNG, WebP, BMP, TIFF, HEIC, AVIF) или альбом. "
               "Ограничения: {max_mb:.0f} МБ на файл, {max_mp:.0f} Мпикс на изображение, "
               "{out_mp:.0f} Мпикс на результат.\n"
               "Результат приходит фотографией и файлом в полном качестве.\n\n"
               "Приватность: изображения обрабатываются в памяти и не сохраняются; до окончания обработки "
               "хранится только ссылка на файл.\n"
-              "/mode — сменить режим, /settings — сравнение «до/после» и яркость цветов, "
+              "/mode — сменить режим, /settings — сравнение «до/после», яркость цветов и сила ретуши, "
               "/cancel — отменить ожидающие фото.",
     },
     "choose_mode": {"en": "Choose a mode:", "ru": "Выберите режим:"},
     "mode_set": {"en": "Mode: {mode}. Now send a photo.", "ru": "Режим: {mode}. Теперь пришлите фото."},
     "settings": {
         "en": "Before/after comparison: {state}.\n"
-              "Colours (colourise and restore): {vividness}.",
+              "Colours (colourise and restore): {vividness}.\n"
+              "Repair strength (repair and restore): {strength}.",
         "ru": "Сравнение «до/после»: {state}.\n"
-              "Цвета (раскраска и восстановление): {vividness}.",
+              "Цвета (раскраска и восстановление): {vividness}.\n"
+              "Сила ретуши (ретушь и восстановление): {strength}.",
     },
     "settings_compare": {
         "en": "Before/after comparison: {state}.",
@@ -114,6 +140,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     "vividness_set": {
         "en": "Colours: {vividness}.",
         "ru": "Цвета: {vividness}.",
+    },
+    "strength_set": {
+        "en": "Repair strength: {strength}.",
+        "ru": "Сила ретуши: {strength}.",
     },
     "on": {"en": "on", "ru": "включено"},
     "off": {"en": "off", "ru": "выключено"},
@@ -243,10 +273,20 @@ def vividness_name(lang: str, vividness: Vividness) -> str:
     return VIVIDNESS_NAMES.get(lang, VIVIDNESS_NAMES[DEFAULT_LANGUAGE])[vividness][1]
 
 
-def settings_text(lang: str, compare: bool, vividness: Vividness) -> str:
-    """The /settings message: both settings as they are now."""
+def strength_button(lang: str, strength: RepairStrength) -> str:
+    """Button label of a repair strength."""
+    return STRENGTH_NAMES.get(lang, STRENGTH_NAMES[DEFAULT_LANGUAGE])[strength][0]
+
+
+def strength_name(lang: str, strength: RepairStrength) -> str:
+    """How the /settings message names a repair strength."""
+    return STRENGTH_NAMES.get(lang, STRENGTH_NAMES[DEFAULT_LANGUAGE])[strength][1]
+
+
+def settings_text(lang: str, compare: bool, vividness: Vividness, strength: RepairStrength) -> str:
+    """The /settings message: every setting as it is now."""
     return text(lang, "settings", state=text(lang, "on" if compare else "off"),
-                vividness=vividness_name(lang, vividness))
+                vividness=vividness_name(lang, vividness), strength=strength_name(lang, strength))
 
 
 def limit_values(limits: Limits, download_limit: int) -> dict[str, float]:

@@ -2,8 +2,9 @@
 
 One :class:`aiohttp.ClientSession` for the bot's whole life (connection reuse), a timeout per
 call, retries with exponential backoff on 503 and on connection errors (TorchServe restarting,
-a worker coming back), the ``Authorization: Bearer`` header when an inference key is set, and
-the ``X-Vividness`` header (the user's colour setting) on the colour endpoints only.
+a worker coming back), the ``Authorization: Bearer`` header when an inference key is set, the
+``X-Vividness`` header (the user's colour setting) on the colour endpoints only, and the
+``X-Repair-Strength`` header (the user's repair setting) on the repairing endpoints only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from restoration.names import COLORIZE, WORKFLOW_RESTORE, prediction_path
+from restoration.names import COLORIZE, REPAIR, WORKFLOW_RESTORE, prediction_path
 
 from . import metrics
 from .credentials import KeySource, current
@@ -32,6 +33,10 @@ MAX_RETRY_AFTER = 30.0
 VIVIDNESS_HEADER = "X-Vividness"
 # Only the colouriser and the workflow that starts with it read it.
 COLOUR_PATHS = frozenset({prediction_path(COLORIZE), prediction_path(WORKFLOW_RESTORE)})
+# The per-request repair strength, 0 (off) … 1 (full); absent: full. Read by the repair model and
+# the workflow that starts with it.
+STRENGTH_HEADER = "X-Repair-Strength"
+REPAIR_PATHS = frozenset({prediction_path(REPAIR), prediction_path(WORKFLOW_RESTORE)})
 
 
 class TorchServeError(Exception):
@@ -100,11 +105,20 @@ def parse_error(status: int, body: bytes) -> TorchServeError:
     return TorchServeError(status, kind, message)
 
 
+def _unit_value(name: str, value: float) -> str:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be from 0 to 1, got {value!r}")
+    return f"{value:g}"
+
+
 def format_vividness(value: float) -> str:
     """The header value: ``0``, ``1``, ``0.25`` (the server refuses anything outside 0 … 1)."""
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"vividness must be from 0 to 1, got {value!r}")
-    return f"{value:g}"
+    return _unit_value("vividness", value)
+
+
+def format_strength(value: float) -> str:
+    """The ``X-Repair-Strength`` value: ``0.3``, ``1`` (the server answers 400 BadStrength outside 0 … 1)."""
+    return _unit_value("repair strength", value)
 
 
 class TorchServeClient:
@@ -126,13 +140,15 @@ class TorchServeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _headers(self, path: str, vividness: float | None = None) -> dict[str, str]:
+    def _headers(self, path: str, vividness: float | None = None, strength: float | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/octet-stream", "Accept": "image/png"}
         key = current(self.token)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         if vividness is not None and path in COLOUR_PATHS:
             headers[VIVIDNESS_HEADER] = format_vividness(vividness)
+        if strength is not None and path in REPAIR_PATHS:
+            headers[STRENGTH_HEADER] = format_strength(strength)
         return headers
 
     @property
@@ -146,11 +162,14 @@ class TorchServeClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def predict(self, path: str, data: bytes, target: str = "", vividness: float | None = None) -> Prediction:
+    async def predict(self, path: str, data: bytes, target: str = "", vividness: float | None = None,
+                      strength: float | None = None) -> Prediction:
         """Send image bytes to ``path`` and return the image TorchServe answers with.
 
         ``vividness`` (0 … 1) goes out as ``X-Vividness`` to the colour endpoints (colorize and the
-        restore workflow) and is left out for the others; ``None`` sends no header.
+        restore workflow) and is left out for the others; ``strength`` (0 … 1) goes out as
+        ``X-Repair-Strength`` to the repairing endpoints (repair and the restore workflow) only.
+        ``None`` sends no header.
 
         Raises :class:`TorchServeError`: 4xx for a refused image (not retried), the final status
         after retries for 5xx, 0 with kind ``Unavailable`` when TorchServe cannot be reached, and
@@ -158,7 +177,7 @@ class TorchServeClient:
         """
         target = target or path.rsplit("/", 1)[-1]
         url = self.base_url + path
-        headers = self._headers(path, vividness)
+        headers = self._headers(path, vividness, strength)
         attempt = 0
         while True:
             started = time.monotonic()

@@ -1,8 +1,8 @@
 """The real bot process against the Telegram stand-in and a real TorchServe serving tiny models.
 
 One bot for the module; every test plays a different user so the conversations stay apart. The
-colour-setting tests run a second bot (with its own Telegram stand-in) whose TorchServe calls go
-through a recording pass-through, so the headers it sends can be read back.
+colour- and repair-setting tests run a second bot (with its own Telegram stand-in) whose TorchServe
+calls go through a recording pass-through, so the headers it sends can be read back.
 """
 
 from __future__ import annotations
@@ -96,6 +96,16 @@ def choose_vividness(stub: TelegramStub, user: User, choice: str) -> None:
     stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
 
 
+def choose_strength(stub: TelegramStub, user: User, choice: str) -> None:
+    """/settings, then tap light, medium or full repair, as a user would; waits for the answer."""
+    menu = open_settings(stub, user)
+    data = f"rep:{choice}"
+    assert data in [b["callback_data"] for b in buttons_of(menu)]
+    before = len(stub.calls_of("answerCallbackQuery"))
+    stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], data)
+    stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
+
+
 def results_for(stub: TelegramStub, user: User, count: int, timeout: float = 60.0):
     """Wait for ``count`` documents to the user; return (photos, documents) sent to them."""
     stub.wait_for(lambda: len(stub.calls_of("sendDocument", user.id)) >= count, timeout, f"{count} documents")
@@ -107,11 +117,15 @@ def test_start_help_and_mode_in_both_languages(stub, bot):
     stub.user_text(ru, "/start")
     stub.user_text(en, "/help")
     start = stub.wait_for(lambda: stub.calls_of("sendMessage", ru.id), 20, "the greeting")[0]
-    assert "Привет" in start.params["text"]
-    labels = [b["text"] for row in start.params["reply_markup"]["inline_keyboard"] for b in row]
-    assert len(labels) == 4 and any("Раскрасить" in label for label in labels)
+    assert "Привет" in start.params["text"] and "убирает дефекты" in start.params["text"]
+    rows = [[b["text"] for b in row] for row in start.params["reply_markup"]["inline_keyboard"]]
+    labels = [label for row in rows for label in row]
+    assert len(labels) == 5 and [len(row) for row in rows] == [2, 2, 1]
+    assert any("Раскрасить" in label for label in labels) and any("Ретушь" in label for label in labels)
+    assert rows[-1] == ["• ✨ Восстановить (ретушь + цвет + ×2)"]  # the default mode, marked
     help_text = stub.wait_for(lambda: stub.calls_of("sendMessage", en.id), 20, "the help")[0].params["text"]
     assert "Colourise" in help_text and "20 MB" in help_text and "Privacy" in help_text
+    assert "• Repair —" in help_text and "• Restore — repair, colourise, then ×2." in help_text
     # the command menu is set in both languages
     menus = {c.params.get("language_code") for c in stub.calls_of("setMyCommands")}
     assert menus == {None, "ru"}
@@ -149,6 +163,27 @@ def test_document_input_keeps_the_original_and_restore_mode_uses_the_workflow(st
     colours = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     assert colours.shape == (128, 192, 3)
     assert photos and size_of(photos[0].upload("photo")[1]) == (192, 128)
+
+
+def test_repair_mode_gives_a_result_of_the_same_size(stub, bot):
+    user = User(1251)
+    choose_mode(stub, user, "repair")
+    stub.wait_for(lambda: any(t == "Mode: 🩹 Repair. Now send a photo." for t in stub.texts_to(user.id)), 20,
+                  "the mode confirmation")
+    stub.user_photo(user, encode(photo(96, 72, seed=25), "JPEG", quality=60), 96, 72)
+    photos, documents = results_for(stub, user, 1)
+    name, png = documents[0].upload("document")
+    assert png.startswith(PNG_MAGIC) and size_of(png) == (96, 72) and name == "photo_repair.png"
+    assert len(photos) == 1 and size_of(photos[0].upload("photo")[1]) == (96, 72)
+    assert photos[0].params["caption"] == "🩹 Repair · 96×72"
+    # the size check before the download is the same-size one: a photo Telegram says is 6000×5000
+    # (30 MP) is taken by repair (×4 would refuse it: 120 MP out); the stand-in's bytes are small
+    before = len(stub.calls_of("getFile"))
+    stub.user_photo(user, encode(photo(60, 50, seed=26), "JPEG"), 6000, 5000)
+    _, documents = results_for(stub, user, 2)
+    assert len(stub.calls_of("getFile")) > before and size_of(documents[1].upload("document")[1]) == (60, 50)
+    assert not any("upscaled" in t for t in stub.texts_to(user.id))
+    assert bot.metric("bot_jobs_total", mode="repair", outcome="ok") >= 1
 
 
 def test_album_every_image_is_processed_under_one_status_message(stub, bot):
@@ -239,9 +274,10 @@ def test_before_after_comparison_is_a_setting(stub, bot):
     stub.user_text(user, "/settings")
     menu = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
                          20, "the settings switch")[0]
-    (button,), colours = menu.params["reply_markup"]["inline_keyboard"]
+    (button,), colours, strengths = menu.params["reply_markup"]["inline_keyboard"]
     assert "off" in button["text"] and button["callback_data"] == "cmp:1"
     assert [b["callback_data"] for b in colours] == ["viv:natural", "viv:default", "viv:vivid"]
+    assert [b["callback_data"] for b in strengths] == ["rep:light", "rep:medium", "rep:full"]
     stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], button["callback_data"])
     stub.wait_for(lambda: any("comparison: on" in t for t in stub.texts_to(user.id)), 20, "the switch turned on")
     choose_mode(stub, user, "x2")
@@ -431,7 +467,7 @@ def test_vividness_setting_is_sent_to_the_colour_endpoints_only(recorded):
     user = User(5001)
     menu = open_settings(stub, user)
     assert "Colours (colourise and restore): default." in menu.params["text"]
-    marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith("•")]
+    marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith(("• 🌿", "• ⚖", "• 🌈"))]
     assert marked == ["viv:default"]  # the default for a new user
     grey = encode(photo(40, 32, seed=40).convert("L"), "JPEG", quality=92)
 
@@ -455,13 +491,15 @@ def test_vividness_setting_is_sent_to_the_colour_endpoints_only(recorded):
     assert "Colours: vivid." in answers
     again = open_settings(stub, user)  # kept in the user's state
     assert "Colours (colourise and restore): vivid." in again.params["text"]
-    assert [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")] == ["viv:vivid"]
+    marked = [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")]
+    assert [data for data in marked if data.startswith("viv:")] == ["viv:vivid"]
 
     vivid_request, vivid_png = run("colorize", grey)
     assert vivid_request.path == "/predictions/colorize" and vivid_request.headers.get("X-Vividness") == "1"
     assert vivid_png != default_png  # the server honoured it
     restore_request, restore_png = run("restore", grey)
     assert restore_request.path == "/wfpredict/restore" and restore_request.headers.get("X-Vividness") == "1"
+    assert "X-Repair-Strength" not in restore_request.headers  # full strength: the server's default
     assert size_of(restore_png) == (80, 64)
     for mode, path in (("x2", "/predictions/sr_x2"), ("x4", "/predictions/sr_x4")):
         sr_request, _ = run(mode, encode(photo(40, 32, seed=41), "JPEG"))
@@ -488,6 +526,109 @@ def test_vividness_setting_in_russian(recorded):
     stub.wait_for(lambda: any("естественные" in t for t in stub.texts_to(user.id)), 20, "the edited settings")
 
 
+def test_repair_strength_is_sent_to_the_repairing_endpoints_only(recorded):
+    stub, recorder, bot = recorded
+    user = User(5201)
+    menu = open_settings(stub, user)
+    assert "Repair strength (repair and restore): full (default)." in menu.params["text"]
+    marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith("•")]
+    assert marked == ["viv:default", "rep:full"]  # the defaults for a new user
+    grey = encode(photo(40, 32, seed=52).convert("L"), "JPEG", quality=70)
+
+    def run(mode: str, data: bytes) -> tuple[Forwarded, bytes]:
+        """One photo in ``mode``: the request TorchServe got and the PNG the user got."""
+        choose_mode(stub, user, mode)
+        seen, done = len(recorder.requests), len(stub.calls_of("sendDocument", user.id))
+        stub.user_photo(user, data, 40, 32)
+        _, documents = results_for(stub, user, done + 1)
+        (request,) = recorder.since(seen)
+        assert request.status == 200 and request.body == data
+        return request, documents[-1].upload("document")[1]
+
+    full_request, full_png = run("repair", grey)
+    assert full_request.path == "/predictions/repair" and "X-Repair-Strength" not in full_request.headers
+    assert size_of(full_png) == (40, 32)
+
+    choose_strength(stub, user, "light")
+    stub.wait_for(lambda: any("Repair strength (repair and restore): light." in t for t in stub.texts_to(user.id)),
+                  20, "the settings message edited to show it")
+    assert "Repair strength: light." in [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
+    again = open_settings(stub, user)  # kept in the user's state
+    assert [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")] == ["viv:default", "rep:light"]
+
+    light_request, light_png = run("repair", grey)
+    assert light_request.headers.get("X-Repair-Strength") == "0.3" and "X-Vividness" not in light_request.headers
+    assert size_of(light_png) == (40, 32) and light_png != full_png  # the server honoured it
+    choose_vividness(stub, user, "vivid")
+    restore_request, restore_png = run("restore", grey)
+    assert restore_request.path == "/wfpredict/restore" and size_of(restore_png) == (80, 64)
+    assert restore_request.headers.get("X-Repair-Strength") == "0.3" and restore_request.headers.get("X-Vividness") == "1"
+    colorize_request, _ = run("colorize", grey)
+    assert "X-Repair-Strength" not in colorize_request.headers and colorize_request.headers.get("X-Vividness") == "1"
+    for mode, path in (("x2", "/predictions/sr_x2"), ("x4", "/predictions/sr_x4")):
+        sr_request, _ = run(mode, encode(photo(40, 32, seed=53), "JPEG"))
+        assert sr_request.path == path and "X-Repair-Strength" not in sr_request.headers, mode
+
+    choose_strength(stub, user, "medium")
+    medium_request, medium_png = run("repair", grey)
+    assert medium_request.headers.get("X-Repair-Strength") == "0.6" and medium_png not in (light_png, full_png)
+    choose_strength(stub, user, "full")
+    back_request, back_png = run("repair", grey)
+    assert "X-Repair-Strength" not in back_request.headers and back_png == full_png
+    assert "Traceback" not in bot.log()
+
+
+def test_repair_strength_setting_in_russian(recorded):
+    stub, _, _ = recorded
+    user = User(5202, language_code="ru")
+    menu = open_settings(stub, user)
+    assert "Сила ретуши (ретушь и восстановление): полная (по умолчанию)." in menu.params["text"]
+    labels = [b["text"] for b in buttons_of(menu)]
+    assert all(any(word in label for label in labels) for word in ("Слабая", "Средняя", "Полная"))
+    choose_strength(stub, user, "medium")
+    stub.wait_for(lambda: any("Сила ретуши (ретушь и восстановление): средняя." in t for t in stub.texts_to(user.id)),
+                  20, "the edited settings")
+    assert "Сила ретуши: средняя." in [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
+
+
+def test_a_resumed_job_keeps_its_repair_strength(torchserve, tmp_path):
+    """The setting travels with the job in the job store: a job accepted before a SIGKILL is
+    repaired with the user's strength after the restart (the FSM memory is gone by then)."""
+    with TelegramStub() as stub, RecordingTorchServe(torchserve.inference_url) as recorder:
+        def start() -> BotProcess:
+            process = BotProcess(stub.base_url, stub.token, recorder.url, tmp_path / "state",
+                                 tmp_path / f"bot{len(started)}.log")
+            started.append(process)
+            process.start()
+            process.wait_metrics()
+            return process
+
+        started: list[BotProcess] = []
+        try:
+            first = start()
+            user = User(5301)
+            choose_mode(stub, user, "repair")
+            choose_strength(stub, user, "medium")
+            stub.wait_for(lambda: any("medium." in t for t in stub.texts_to(user.id)), 20, "the strength chosen")
+            release = stub.hold("file")
+            stub.user_photo(user, encode(photo(48, 40, seed=54), "JPEG"), 48, 40)
+            stub.wait_for(lambda: stub.held() == 1, 30, "the download to be held")
+            first.kill()
+            release()
+            assert not recorder.requests
+            restarted = start()
+            _, documents = results_for(stub, user, 1)
+            assert size_of(documents[0].upload("document")[1]) == (48, 40)
+            (request,) = recorder.requests
+            assert request.path == "/predictions/repair" and request.headers.get("X-Repair-Strength") == "0.6"
+            assert restarted.metric("bot_jobs_resumed_total") == 1
+            # the new process forgot the user's settings (memory storage), the job did not
+            assert "full (default)." in open_settings(stub, user).params["text"]
+        finally:
+            for process in started:
+                process.stop()
+
+
 def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
     """Past 48 hours Telegram sends an InaccessibleMessage (date 0, no text, no edits): every
     button is answered, and the updated keyboard comes as a fresh message."""
@@ -496,14 +637,14 @@ def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
     def keyboards_sent() -> list:
         return [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params]
 
-    def press_old(message: dict, data: str) -> dict:
+    def press_old(message: dict, data: str, fresh: bool = True) -> dict:
         answered, sent = len(stub.calls_of("answerCallbackQuery")), len(keyboards_sent())
         update = stub.user_presses(user, message, data, inaccessible=True)
         query_id = update["callback_query"]["id"]
         stub.wait_for(lambda: any(c.params.get("callback_query_id") == query_id
                                   for c in stub.calls_of("answerCallbackQuery")[answered:]), 20,
                       f"the answer to {data}")
-        if data.startswith(("mode:", "cmp:", "viv:")):
+        if fresh and data.startswith(("mode:", "cmp:", "viv:", "rep:")):
             return stub.wait_for(lambda: len(keyboards_sent()) > sent and keyboards_sent()[-1], 20,
                                  f"a fresh keyboard after {data}").params
         return {}
@@ -520,10 +661,13 @@ def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
     assert "comparison: on" in fresh["text"]
     fresh = press_old(old, "viv:vivid")
     assert "comparison: on" in fresh["text"] and "Colours (colourise and restore): vivid." in fresh["text"]
+    fresh = press_old(old, "rep:light")
+    assert "Colours (colourise and restore): vivid." in fresh["text"] and "(repair and restore): light." in fresh["text"]
+    press_old(old, "rep:off", fresh=False)  # not a strength this version offers: answered, ignored
     press_old(old, "old:button-from-an-older-version")
     # nothing tried to edit the old messages, and the choices were kept
     assert not [c for c in stub.calls if c.method == "editMessageText" and c.chat_id == user.id]
     now = open_settings(stub, user)
-    assert "comparison: on" in now.params["text"] and "vivid." in now.params["text"]
+    assert "comparison: on" in now.params["text"] and "vivid." in now.params["text"] and "light." in now.params["text"]
     assert "AttributeError" not in bot.log() and "InaccessibleMessage" not in bot.log()
     assert bot.proc.poll() is None

@@ -209,11 +209,11 @@ def redis_url(tmp_path):
 
 
 def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redis_url, tmp_path):
-    """With BOT_REDIS_URL the chosen mode and colour setting are kept in Redis: a new bot process
-    (nothing else shared) still knows them."""
+    """With BOT_REDIS_URL the chosen mode, colour setting and repair strength are kept in Redis: a
+    new bot process (nothing else shared) still knows them."""
     import redis
 
-    from tests.test_bot_e2e import choose_mode, choose_vividness, open_settings
+    from tests.test_bot_e2e import choose_mode, choose_strength, choose_vividness, open_settings
 
     user = User(2401)
     first = bots(torchserve.inference_url, BOT_REDIS_URL=redis_url)
@@ -221,11 +221,13 @@ def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redi
     stub.wait_for(lambda: [t for t in stub.texts_to(user.id) if "Mode:" in t], 20, "the mode confirmation")
     choose_vividness(stub, user, "vivid")
     stub.wait_for(lambda: any("restore): vivid." in t for t in stub.texts_to(user.id)), 20, "the colour setting")
+    choose_strength(stub, user, "light")
+    stub.wait_for(lambda: any("restore): light." in t for t in stub.texts_to(user.id)), 20, "the repair strength")
     client = redis.Redis.from_url(redis_url)
     stored = [k.decode() for k in client.keys("*")]
     assert any(str(user.id) in k for k in stored), stored
     data = [json.loads(client.get(k)) for k in stored if k.endswith(":data")]
-    assert {"mode": "x4", "vividness": "vivid"}.items() <= data[0].items(), data
+    assert {"mode": "x4", "vividness": "vivid", "repair_strength": "light"}.items() <= data[0].items(), data
     assert first.terminate() == 0
     shutil.rmtree(tmp_path / "state")  # the job store goes too: only Redis can remember the mode
 
@@ -233,7 +235,8 @@ def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redi
     stub.user_photo(user, encode(photo(40, 30, seed=6), "JPEG"), 40, 30)
     stub.wait_for(lambda: documents_to(stub, user), 60, "the result")
     assert size_of(documents_to(stub, user)[0].upload("document")[1]) == (160, 120)  # ×4, not the default
-    assert "Colours (colourise and restore): vivid." in open_settings(stub, user).params["text"]
+    shown = open_settings(stub, user).params["text"]
+    assert "Colours (colourise and restore): vivid." in shown and "Repair strength (repair and restore): light." in shown
     assert second.proc.poll() is None
 
 

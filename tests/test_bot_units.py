@@ -15,9 +15,16 @@ from PIL import Image
 
 from bot.config import TELEGRAM_DOWNLOAD_LIMIT, ConfigError, Settings, parse_user_ids
 from bot.jobs import Job, JobItem, JobQueue, QueueFull, UserRateLimiter
-from bot.keyboards import CompareToggle, ModeChoice, VividnessChoice, modes_keyboard, settings_keyboard
+from bot.keyboards import (
+    CompareToggle,
+    ModeChoice,
+    StrengthChoice,
+    VividnessChoice,
+    modes_keyboard,
+    settings_keyboard,
+)
 from bot.logs import REDACTED, RedactSecrets
-from bot.modes import DEFAULT_VIVIDNESS, Mode, Vividness
+from bot.modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
 from bot.results import encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
 from bot.routers.images import looks_like_image
 from bot.store import JobStore
@@ -26,6 +33,7 @@ from bot.texts import (
     COMMANDS,
     LANGUAGES,
     MODE_NAMES,
+    STRENGTH_NAMES,
     VIVIDNESS_NAMES,
     help_text,
     image_error_text,
@@ -33,7 +41,14 @@ from bot.texts import (
     settings_text,
     text,
 )
-from bot.torchserve import TorchServeClient, TorchServeError, format_vividness, parse_error, sniff_image_type
+from bot.torchserve import (
+    TorchServeClient,
+    TorchServeError,
+    format_strength,
+    format_vividness,
+    parse_error,
+    sniff_image_type,
+)
 from restoration.image_io import MB, ImageError, Limits, check_dimensions
 from serving.server import free_port
 
@@ -41,6 +56,8 @@ from serving.server import free_port
 
 
 def test_modes_map_to_endpoints():
+    assert Mode.REPAIR.path == "/predictions/repair" and Mode.REPAIR.scale == 1  # same size out
+    assert Mode.REPAIR.target == "repair"
     assert Mode.COLORIZE.path == "/predictions/colorize" and Mode.COLORIZE.scale == 1
     assert Mode.UPSCALE_X2.path == "/predictions/sr_x2" and Mode.UPSCALE_X2.scale == 2
     assert Mode.UPSCALE_X4.path == "/predictions/sr_x4" and Mode.UPSCALE_X4.scale == 4
@@ -57,6 +74,9 @@ def test_modes_keyboard_has_every_mode_and_marks_the_current(lang):
     marked = [b for b in buttons if b.text.startswith("•")]
     assert len(marked) == 1 and ModeChoice.unpack(marked[0].callback_data).mode == Mode.UPSCALE_X4
     assert all(len(b.callback_data.encode()) <= 64 for b in buttons)  # Telegram's callback_data limit
+    # repair and colourise, ×2 and ×4, then restore (the default, three steps) on a row of its own
+    rows = [[ModeChoice.unpack(b.callback_data).mode for b in row] for row in kb.inline_keyboard]
+    assert rows == [[Mode.REPAIR, Mode.COLORIZE], [Mode.UPSCALE_X2, Mode.UPSCALE_X4], [Mode.RESTORE]]
 
 
 def test_callback_data_round_trip_and_rejects_unknown_mode():
@@ -68,22 +88,53 @@ def test_callback_data_round_trip_and_rejects_unknown_mode():
 
 @pytest.mark.parametrize("compare", [True, False])
 def test_settings_keyboard_switches_to_the_other_state(compare):
-    (button,), _ = settings_keyboard("en", compare).inline_keyboard
+    (button,), _, _ = settings_keyboard("en", compare).inline_keyboard
     assert CompareToggle.unpack(button.callback_data).on is (not compare)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("current", list(Vividness))
 def test_settings_keyboard_offers_the_colour_settings_and_marks_the_current(lang, current):
-    _, row = settings_keyboard(lang, False, current).inline_keyboard
+    _, row, _ = settings_keyboard(lang, False, current).inline_keyboard
     assert [VividnessChoice.unpack(b.callback_data).vividness for b in row] == [
         Vividness.NATURAL, Vividness.DEFAULT, Vividness.VIVID]
     marked = [VividnessChoice.unpack(b.callback_data).vividness for b in row if b.text.startswith("•")]
     assert marked == [current]
     assert all(len(b.callback_data.encode()) <= 64 for b in row)
     # without a setting: the default is marked
-    _, row = settings_keyboard(lang, True).inline_keyboard
+    _, row, _ = settings_keyboard(lang, True).inline_keyboard
     assert [b.callback_data for b in row if b.text.startswith("•")] == ["viv:default"]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("current", list(RepairStrength))
+def test_settings_keyboard_offers_the_repair_strengths_and_marks_the_current(lang, current):
+    _, colours, row = settings_keyboard(lang, False, Vividness.VIVID, current).inline_keyboard
+    assert [StrengthChoice.unpack(b.callback_data).strength for b in row] == [
+        RepairStrength.LIGHT, RepairStrength.MEDIUM, RepairStrength.FULL]
+    assert [b.text.startswith("•") for b in row] == [level == current for level in RepairStrength]
+    assert [b.callback_data for b in colours if b.text.startswith("•")] == ["viv:vivid"]  # each row its own
+    assert all(len(b.callback_data.encode()) <= 64 for b in row)
+    _, _, row = settings_keyboard(lang, True).inline_keyboard
+    assert [b.callback_data for b in row if b.text.startswith("•")] == ["rep:full"]
+
+
+def test_repair_strength_values_sent_and_parsed():
+    # no "off" (another mode does that); full sends nothing: the server's default is full strength
+    assert RepairStrength.LIGHT.value_sent == 0.3 and RepairStrength.MEDIUM.value_sent == 0.6
+    assert RepairStrength.FULL.value_sent is None and DEFAULT_REPAIR_STRENGTH is RepairStrength.FULL
+    assert all(s.value_sent is None or 0 < s.value_sent < 1 for s in RepairStrength)
+    assert StrengthChoice(strength=RepairStrength.LIGHT).pack() == "rep:light"
+    with pytest.raises(ValueError):
+        StrengthChoice.unpack("rep:off")
+    assert RepairStrength.parse("medium") is RepairStrength.MEDIUM
+    for junk in (None, "", "off", 0.5, ["light"]):
+        assert RepairStrength.parse(junk) is RepairStrength.FULL
+    assert [m for m in Mode if m.repairs] == [Mode.REPAIR, Mode.RESTORE]
+    assert format_strength(0.3) == "0.3" and format_strength(1.0) == "1" and format_strength(0.0) == "0"
+    for bad in (-0.1, 1.01, float("nan")):
+        with pytest.raises(ValueError, match="repair strength"):
+            format_strength(bad)
 
 
 def test_vividness_values_sent_and_parsed():
@@ -103,11 +154,14 @@ def test_vividness_values_sent_and_parsed():
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_settings_text_names_both_settings(lang):
-    assert set(VIVIDNESS_NAMES[lang]) == set(Vividness)
+def test_settings_text_names_every_setting(lang):
+    assert set(VIVIDNESS_NAMES[lang]) == set(Vividness) and set(STRENGTH_NAMES[lang]) == set(RepairStrength)
     for vividness in Vividness:
-        shown = settings_text(lang, True, vividness)
-        assert VIVIDNESS_NAMES[lang][vividness][1] in shown and text(lang, "on") in shown
+        for strength in RepairStrength:
+            shown = settings_text(lang, True, vividness, strength)
+            assert VIVIDNESS_NAMES[lang][vividness][1] in shown and text(lang, "on") in shown
+            assert STRENGTH_NAMES[lang][strength][1] in shown
+    assert len({label for label, _ in STRENGTH_NAMES[lang].values()}) == len(RepairStrength)
 
 
 # -- texts ---------------------------------------------------------------------------------------
@@ -124,7 +178,21 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders():
         assert entry["en"] != entry["ru"] or key.startswith("caption"), f"{key} is not translated"
     for lang in LANGUAGES:
         assert set(MODE_NAMES[lang]) == set(Mode)
+        assert set(VIVIDNESS_NAMES[lang]) == set(Vividness) and set(STRENGTH_NAMES[lang]) == set(RepairStrength)
         assert [c for c, _ in COMMANDS[lang]] == [c for c, _ in COMMANDS["en"]]
+    for names in (MODE_NAMES, VIVIDNESS_NAMES, STRENGTH_NAMES):
+        assert all(names["en"][k] != names["ru"][k] for k in names["en"]), names["ru"]
+
+
+def test_texts_say_what_restore_and_repair_do():
+    start_en, start_ru = text("en", "start", mode="x"), text("ru", "start", mode="x")
+    assert all(word in start_en for word in ("repairs damage", "colourises", "×2"))
+    assert all(word in start_ru for word in ("убирает дефекты", "раскрашивает", "в 2 раза"))
+    limits = Limits()
+    help_en, help_ru = help_text("en", limits, 20 * MB), help_text("ru", limits, 20 * MB)
+    assert "• Repair —" in help_en and "• Restore — repair, colourise, then ×2." in help_en
+    assert "• Ретушь —" in help_ru and "• Восстановить — ретушь, раскраска, затем ×2." in help_ru
+    assert "repair" in MODE_NAMES["en"][Mode.RESTORE] and "ретушь" in MODE_NAMES["ru"][Mode.RESTORE]
 
 
 def test_russian_texts_are_russian():
@@ -347,18 +415,19 @@ def test_job_store_round_trip_and_duplicates(tmp_path):
     (back,) = reopened.unfinished()
     assert back.id == job.id and back.done == 2 and back.remaining == 1 and back.status_message_id == 777
     assert back.items[1].file_name == "b.png" and back.mode is Mode.UPSCALE_X2 and back.resumed
-    assert back.vividness is Vividness.DEFAULT
+    assert back.vividness is Vividness.DEFAULT and back.repair_strength is RepairStrength.FULL
     reopened.finish(job.id, "ok")
     assert reopened.unfinished() == [] and reopened.counts() == {"finished": 1}
     assert reopened.prune(older_than_s=-1) == 1
     vivid = _job(6, mid=200)
-    vivid.vividness = Vividness.VIVID
+    vivid.mode, vivid.vividness, vivid.repair_strength = Mode.REPAIR, Vividness.VIVID, RepairStrength.LIGHT
     assert reopened.add(vivid)
     (back,) = reopened.unfinished()
-    assert back.id == vivid.id and back.vividness is Vividness.VIVID
+    assert back.id == vivid.id and back.vividness is Vividness.VIVID and back.repair_strength is RepairStrength.LIGHT
+    assert back.mode is Mode.REPAIR
 
 
-# The jobs table as the bot created it before the colour setting existed.
+# The jobs table as the bot created it before the colour setting existed (nor the repair strength).
 OLD_SCHEMA = """
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL,
@@ -385,13 +454,39 @@ def test_job_store_from_before_the_colour_setting_still_loads(tmp_path):
     store = JobStore(path)  # as the new bot starting on the old pod's volume
     (old,) = store.unfinished()
     assert old.mode is Mode.COLORIZE and old.compare and old.lang == "ru" and old.items[0].file_id == "f1"
-    assert old.vividness is Vividness.DEFAULT and old.resumed
+    assert old.vividness is Vividness.DEFAULT and old.repair_strength is RepairStrength.FULL and old.resumed
     newer = _job(8, mid=20)
-    newer.vividness = Vividness.NATURAL
+    newer.vividness, newer.repair_strength = Vividness.NATURAL, RepairStrength.MEDIUM
     assert store.add(newer)
     assert [j.vividness for j in store.unfinished()] == [Vividness.DEFAULT, Vividness.NATURAL]
+    assert [j.repair_strength for j in store.unfinished()] == [RepairStrength.FULL, RepairStrength.MEDIUM]
     store.close()
-    assert JobStore(path).unfinished()[1].vividness is Vividness.NATURAL  # no second migration needed
+    again = JobStore(path).unfinished()  # no second migration needed
+    assert again[1].vividness is Vividness.NATURAL and again[1].repair_strength is RepairStrength.MEDIUM
+
+
+# The jobs table of the bot that had the colour setting but not the repair strength.
+VIVIDNESS_SCHEMA = OLD_SCHEMA.replace("items TEXT NOT NULL,", "items TEXT NOT NULL, vividness TEXT NOT NULL DEFAULT 'default',")
+
+
+def test_job_store_from_before_the_repair_strength_still_loads(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(VIVIDNESS_SCHEMA)
+        items = json.dumps([{"file_id": "f1", "message_id": 10, "kind": "photo"}])
+        db.execute("INSERT INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, vividness,"
+                   " created_at, updated_at) VALUES (7, 7, 10, 'en', 'restore', 0, ?, 'vivid', 1.0, 1.0)", (items,))
+    db.close()
+    store = JobStore(path)
+    columns = [row[1] for row in store._db.execute("PRAGMA table_info(jobs)")]
+    assert columns.count("repair_strength") == 1
+    (old,) = store.unfinished()
+    assert old.mode is Mode.RESTORE and old.vividness is Vividness.VIVID
+    assert old.repair_strength is RepairStrength.FULL  # the old bot sent no strength: the server's full one
+    store.close()
 
 
 # -- secrets in logs -----------------------------------------------------------------------------
@@ -488,8 +583,8 @@ def test_client_sends_vividness_to_the_colour_endpoints_only():
 
     async def scenario():
         app = web.Application()
-        for path in ("/predictions/colorize", "/predictions/sr_x2", "/predictions/sr_x4", "/wfpredict/restore"):
-            app.router.add_post(path, predict)
+        for mode in Mode:
+            app.router.add_post(mode.path, predict)
         runner = web.AppRunner(app)
         await runner.setup()
         port = free_port()
@@ -513,14 +608,49 @@ def test_client_sends_vividness_to_the_colour_endpoints_only():
     assert all(value is None for path, value in seen if "/sr_" in path)
 
 
+def test_client_sends_the_repair_strength_to_the_repairing_endpoints_only():
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    async def predict(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("X-Repair-Strength"), request.headers.get("X-Vividness")))
+        return web.Response(body=_png(), content_type="image/png")
+
+    async def scenario():
+        app = web.Application()
+        for mode in Mode:
+            app.router.add_post(mode.path, predict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with TorchServeClient(f"http://127.0.0.1:{port}", retries=0) as client:
+                for mode in Mode:
+                    for strength in RepairStrength:
+                        await client.predict(mode.path, b"x", target=mode.target, strength=strength.value_sent)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    expected = []
+    for mode in Mode:
+        for strength in RepairStrength:
+            value = {RepairStrength.LIGHT: "0.3", RepairStrength.MEDIUM: "0.6"}.get(strength) if mode.repairs else None
+            expected.append((mode.path, value, None))
+    assert seen == expected
+    assert ("/predictions/repair", "0.3", None) in seen and ("/wfpredict/restore", "0.6", None) in seen
+    assert all(strength is None for path, strength, _ in seen if path not in ("/predictions/repair",
+                                                                               "/wfpredict/restore"))
+
+
 def test_job_runner_passes_the_jobs_vividness_for_colour_modes_only():
     from bot.processing import JobRunner
 
-    sent: list[tuple[str, float | None]] = []
+    sent: list[tuple[str, float | None, float | None]] = []
 
     class FakeTorchServe:
-        async def predict(self, path, data, target="", vividness=None):
-            sent.append((path, vividness))
+        async def predict(self, path, data, target="", vividness=None, strength=None):
+            sent.append((path, vividness, strength))
             raise TorchServeError(415, "UnsupportedMediaType", "stop here")
 
     class FakeBot:
@@ -544,13 +674,14 @@ def test_job_runner_passes_the_jobs_vividness_for_colour_modes_only():
             runner = JobRunner(FakeBot(), FakeTorchServe(), None, Settings(token="1:x"))
             for mode in Mode:
                 job = _job(9, mid=300)
-                job.mode, job.vividness = mode, Vividness.VIVID
+                job.mode, job.vividness, job.repair_strength = mode, Vividness.VIVID, RepairStrength.LIGHT
                 assert await runner.process_item(job, job.items[0]) == "refused"
         finally:
             processing.download = original
 
     asyncio.run(scenario())
-    assert sent == [(m.path, 1.0 if m.colours else None) for m in Mode]
+    assert sent == [(m.path, 1.0 if m.colours else None, 0.3 if m.repairs else None) for m in Mode]
+    assert ("/predictions/repair", None, 0.3) in sent and ("/wfpredict/restore", 1.0, 0.3) in sent
 
 
 def test_a_button_under_an_inaccessible_message_gets_a_fresh_message():

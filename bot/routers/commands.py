@@ -19,10 +19,10 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from ..config import Settings
 from ..jobs import JobQueue
-from ..keyboards import CompareToggle, ModeChoice, VividnessChoice, modes_keyboard, settings_keyboard
-from ..modes import DEFAULT_MODE, DEFAULT_VIVIDNESS, Mode, Vividness
+from ..keyboards import CompareToggle, ModeChoice, StrengthChoice, VividnessChoice, modes_keyboard, settings_keyboard
+from ..modes import DEFAULT_MODE, DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
 from ..store import CANCELLED, JobStore
-from ..texts import help_text, mode_name, settings_text, text, vividness_name
+from ..texts import help_text, mode_name, settings_text, strength_name, text, vividness_name
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,26 @@ class Preferences(NamedTuple):
     mode: Mode
     compare: bool
     vividness: Vividness
+    repair_strength: RepairStrength
 
 
 async def preferences(state: FSMContext, settings: Settings) -> Preferences:
-    """The user's mode, comparison and colour settings; the defaults for what was never chosen
-    (or is unknown, e.g. written by another version of the bot)."""
+    """The user's mode, comparison, colour and repair settings; the defaults for what was never
+    chosen (or is unknown, e.g. written by another version of the bot)."""
     data = await state.get_data()
     try:
         mode = Mode(data.get("mode", DEFAULT_MODE))
     except ValueError:
         mode = DEFAULT_MODE
     return Preferences(mode=mode, compare=bool(data.get("compare", settings.compare_default)),
-                       vividness=Vividness.parse(data.get("vividness", DEFAULT_VIVIDNESS)))
+                       vividness=Vividness.parse(data.get("vividness", DEFAULT_VIVIDNESS)),
+                       repair_strength=RepairStrength.parse(data.get("repair_strength", DEFAULT_REPAIR_STRENGTH)))
+
+
+async def show_settings_in_place(query: CallbackQuery, bot: Bot, lang: str, prefs: Preferences) -> None:
+    """The /settings message and keyboard after a tap, showing ``prefs``."""
+    await show_in_place(query, bot, settings_text(lang, prefs.compare, prefs.vividness, prefs.repair_strength),
+                        settings_keyboard(lang, prefs.compare, prefs.vividness, prefs.repair_strength))
 
 
 async def show_in_place(query: CallbackQuery, bot: Bot, message_text: str, markup: InlineKeyboardMarkup) -> None:
@@ -93,28 +101,35 @@ async def mode_chosen(query: CallbackQuery, callback_data: ModeChoice, state: FS
 @router.message(Command("settings"))
 async def show_settings(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
     prefs = await preferences(state, settings)
-    await message.answer(settings_text(lang, prefs.compare, prefs.vividness),
-                         reply_markup=settings_keyboard(lang, prefs.compare, prefs.vividness))
+    await message.answer(settings_text(lang, prefs.compare, prefs.vividness, prefs.repair_strength),
+                         reply_markup=settings_keyboard(lang, prefs.compare, prefs.vividness, prefs.repair_strength))
 
 
 @router.callback_query(CompareToggle.filter())
 async def compare_toggled(query: CallbackQuery, callback_data: CompareToggle, state: FSMContext, lang: str,
                           settings: Settings, bot: Bot) -> None:
     await state.update_data(compare=callback_data.on)
-    vividness = (await preferences(state, settings)).vividness
-    status = settings_text(lang, callback_data.on, vividness)
+    prefs = await preferences(state, settings)
     await query.answer(text(lang, "settings_compare", state=text(lang, "on" if callback_data.on else "off")))
-    await show_in_place(query, bot, status, settings_keyboard(lang, callback_data.on, vividness))
+    await show_settings_in_place(query, bot, lang, prefs)
 
 
 @router.callback_query(VividnessChoice.filter())
 async def vividness_chosen(query: CallbackQuery, callback_data: VividnessChoice, state: FSMContext, lang: str,
                            settings: Settings, bot: Bot) -> None:
     await state.update_data(vividness=callback_data.vividness.value)
-    compare = (await preferences(state, settings)).compare
+    prefs = await preferences(state, settings)
     await query.answer(text(lang, "vividness_set", vividness=vividness_name(lang, callback_data.vividness)))
-    await show_in_place(query, bot, settings_text(lang, compare, callback_data.vividness),
-                        settings_keyboard(lang, compare, callback_data.vividness))
+    await show_settings_in_place(query, bot, lang, prefs)
+
+
+@router.callback_query(StrengthChoice.filter())
+async def strength_chosen(query: CallbackQuery, callback_data: StrengthChoice, state: FSMContext, lang: str,
+                          settings: Settings, bot: Bot) -> None:
+    await state.update_data(repair_strength=callback_data.strength.value)
+    prefs = await preferences(state, settings)
+    await query.answer(text(lang, "strength_set", strength=strength_name(lang, callback_data.strength)))
+    await show_settings_in_place(query, bot, lang, prefs)
 
 
 @router.message(Command("cancel"))
