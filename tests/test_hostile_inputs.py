@@ -10,12 +10,14 @@ import pytest
 import requests
 from PIL import Image, ImageOps
 
+from restoration.names import MODELS
 from tests.hostile import corpus
 
 pytestmark = pytest.mark.integration
 
-ENDPOINTS = ["/predictions/colorize", "/predictions/sr_x2", "/predictions/sr_x4", "/wfpredict/restore"]
-SCALE = {"/predictions/colorize": 1, "/predictions/sr_x2": 2, "/predictions/sr_x4": 4, "/wfpredict/restore": 2}
+ENDPOINTS = ["/predictions/repair", "/predictions/colorize", "/predictions/sr_x2", "/predictions/sr_x4",
+             "/wfpredict/restore"]
+SCALE = {"/predictions/repair": 1, "/predictions/colorize": 1, "/predictions/sr_x2": 2, "/predictions/sr_x4": 4, "/wfpredict/restore": 2}
 # Peak resident memory any one worker may reach while this corpus passes through it.
 WORKER_PEAK_RSS_LIMIT = 1.5 * 2**30
 
@@ -48,7 +50,7 @@ def cases():
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_corpus_on_endpoint(torchserve, cases, endpoint):
-    models = ["colorize", "sr_x2", "sr_x4"]
+    models = list(MODELS)
     before = {m: torchserve.worker_pids(m) for m in models}
     problems = []
     for case in cases:
