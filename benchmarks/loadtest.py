@@ -27,6 +27,7 @@ import requests
 from PIL import Image
 
 ENDPOINTS = {
+    "/predictions/repair": 1,
     "/predictions/colorize": 1,
     "/predictions/sr_x2": 2,
     "/predictions/sr_x4": 4,
@@ -108,6 +109,7 @@ def run_load(base_url: str, total: int = 300, concurrency: int = 32, sizes=((96,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from restoration.names import MODELS
     from serving.archive import build_all
     from serving.server import ROOT, TorchServe, free_port
 
@@ -124,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         if not url:
             store = Path(tmp) / "store"
             w = Path(args.weights_root)
-            build_all(store, {"colorize": str(w / "colorize"), "sr_x2": str(w / "sr_x2"), "sr_x4": str(w / "sr_x4")})
+            build_all(store, {name: str(w / name) for name in MODELS})
             ts = TorchServe(model_store=store, workdir=Path(tmp) / "ts", inference_port=free_port(),
                             management_port=free_port(), metrics_port=free_port())
             ts.start(timeout=300)
             url = ts.inference_url
         try:
-            pids_before = {m: ts.worker_pids(m) for m in ("colorize", "sr_x2", "sr_x4")} if ts else {}
+            pids_before = {m: ts.worker_pids(m) for m in MODELS} if ts else {}
             res = run_load(url, args.requests, args.concurrency)
             summary = res.summary()
             if ts:

@@ -28,10 +28,10 @@ from PIL import Image, ImageOps
 
 from benchmarks.loadtest import run_load
 from benchmarks.serving import test_photo
+from restoration.names import MODELS
 from serving.archive import build_all
 from serving.server import ROOT, TorchServe, free_port
 
-MODELS = ("colorize", "sr_x2", "sr_x4")
 ENDPOINTS = {"/predictions/colorize": 1, "/predictions/sr_x2": 2, "/predictions/sr_x4": 4, "/wfpredict/restore": 2}
 
 

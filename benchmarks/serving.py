@@ -33,7 +33,8 @@ from benchmarks.client import Client
 from restoration.backends import torch_runner
 from restoration.colorizer import colorize_images, load_generator, predict_ab
 from restoration.image_io import decode_image, encode_image
-from restoration.names import COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from restoration.names import COLORIZE, REPAIR, SR_X2, SR_X4, WORKFLOW_RESTORE, prediction_path
+from restoration.repair import load_repairer, luma, repair_image, residual
 from restoration.tiling import upscale_tiled
 from restoration.upscaler import image_to_tensor, load_sr_model, upscale_image
 from serving.archive import build_all, tool_path
@@ -41,7 +42,7 @@ from serving.server import MODELS, ROOT, TorchServe, free_port, read_properties
 
 SIZES = [(256, 256), (512, 512), (1024, 768)]
 PAUSE_S = 0.3  # idle time before each timed call of interleaved_medians
-ENDPOINTS = (COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
+ENDPOINTS = (REPAIR, COLORIZE, SR_X2, SR_X4, WORKFLOW_RESTORE)
 TARGETS = {(COLORIZE, (256, 256)): 1.15, (SR_X2, (512, 512)): 1.05}
 
 
@@ -96,15 +97,21 @@ class Models:
         g, self.gcfg = load_generator(str(weights / COLORIZE))
         self.g = torch_runner(g, cpu)[0]
         self.sr = {name: torch_runner(load_sr_model(str(weights / name))[0], cpu)[0] for name in (SR_X2, SR_X4)}
+        self.repair, self.rcfg = load_repairer(str(weights / REPAIR))  # served as the module itself
         self.weights = weights
 
     def model_call(self, target: str, img: Image.Image):
         """The network alone (the lower bound)."""
         if target == COLORIZE:
             return lambda: predict_ab(self.g, self.gcfg, [img])
+        if target == REPAIR:
+            y = torch.from_numpy(luma(np.asarray(img)))[None, None]
+            return lambda: residual(self.repair, y, self.rcfg.tile, self.rcfg.overlap, self.rcfg.multiple)
         if target == WORKFLOW_RESTORE:
             x2 = image_to_tensor(img)
-            return lambda: (predict_ab(self.g, self.gcfg, [img]), upscale_tiled(self.sr[SR_X2], x2, 2))
+            y = torch.from_numpy(luma(np.asarray(img)))[None, None]
+            return lambda: (residual(self.repair, y, self.rcfg.tile, self.rcfg.overlap, self.rcfg.multiple),
+                            predict_ab(self.g, self.gcfg, [img]), upscale_tiled(self.sr[SR_X2], x2, 2))
         x, scale = image_to_tensor(img), 2 if target == SR_X2 else 4
         # Tiled as the handler serves it (an untiled pass is slower on large inputs here).
         return lambda: upscale_tiled(self.sr[target], x, scale)
@@ -114,8 +121,11 @@ class Models:
         img = decode_image(data).image
         if target == COLORIZE:
             return encode_image(colorize_images(self.g, self.gcfg, [img])[0])
+        if target == REPAIR:
+            return encode_image(repair_image(self.repair, self.rcfg, img))
         if target == WORKFLOW_RESTORE:
-            colour = decode_image(encode_image(colorize_images(self.g, self.gcfg, [img])[0])).image
+            fixed = decode_image(encode_image(repair_image(self.repair, self.rcfg, img))).image
+            colour = decode_image(encode_image(colorize_images(self.g, self.gcfg, [fixed])[0])).image
             return encode_image(upscale_image(self.sr[SR_X2], colour, 2))
         scale = 2 if target == SR_X2 else 4
         return encode_image(upscale_image(self.sr[target], img, scale))
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(endpoints) - set(ENDPOINTS):
         parser.error(f"unknown endpoints: {sorted(unknown)}")
     wroot = Path(args.weights_root)
-    sources = {COLORIZE: str(wroot / COLORIZE), SR_X2: str(wroot / SR_X2), SR_X4: str(wroot / SR_X4)}
+    sources = {name: str(wroot / name) for name in MODELS}
     for name, path in sources.items():
         if not Path(path).is_dir():
             print(f"no weights for {name} in {path}", file=sys.stderr)

@@ -17,11 +17,11 @@ def test_serving_benchmark_runs_and_reports_the_floor(tiny_weights, tmp_path):
 
     root = tiny_weights["colorize"].parent
     out = tmp_path / "results"
-    assert main(["--weights-root", str(root), "--repeats", "1", "--endpoints", "colorize,sr_x2,restore",
+    assert main(["--weights-root", str(root), "--repeats", "1", "--endpoints", "repair,colorize,sr_x2,restore",
                  "--sizes", "48x40", "--out", str(out)]) == 0
     rows = {r["endpoint"]: r for r in json.loads((out / "bench_serving.json").read_text())["rows"]}
-    assert set(rows) == {"colorize", "sr_x2", "restore"}
-    for name in ("colorize", "sr_x2"):
+    assert set(rows) == {"repair", "colorize", "sr_x2", "restore"}
+    for name in ("repair", "colorize", "sr_x2"):
         r = rows[name]
         assert r["size"] == "48x40"
         assert r["floor_s"] > 0 and r["http_s"] > 0
