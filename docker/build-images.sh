@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make images`: build the archives, then the serving images (GPU and CPU) and the bot image.
+# `make images`: build the archives, then the serving images (GPU and CPU), the proxy image (the
+# nginx front in the serving pod) and the bot image.
 #   REGISTRY=registry.example.com/pix2pix TAG=1.0.0 PUSH=1 make images
 # Needs Docker (or any `docker`-compatible CLI, e.g. podman: DOCKER=podman).
 set -euo pipefail
@@ -24,12 +25,13 @@ fi
 
 "$DOCKER" build -f docker/Dockerfile.serve -t "$REGISTRY/torchserve:$TAG-gpu" .
 "$DOCKER" build -f docker/Dockerfile.serve-cpu -t "$REGISTRY/torchserve:$TAG-cpu" .
+"$DOCKER" build -f docker/Dockerfile.proxy -t "$REGISTRY/proxy:$TAG" .
 "$DOCKER" build -f docker/Dockerfile.bot -t "$REGISTRY/bot:$TAG" .
 
 if [[ ${PUSH:-0} == 1 ]]; then
-    for image in "torchserve:$TAG-gpu" "torchserve:$TAG-cpu" "bot:$TAG"; do
+    for image in "torchserve:$TAG-gpu" "torchserve:$TAG-cpu" "proxy:$TAG" "bot:$TAG"; do
         "$DOCKER" push "$REGISTRY/$image"
     done
 fi
-echo "built $REGISTRY/torchserve:$TAG-gpu, $REGISTRY/torchserve:$TAG-cpu, $REGISTRY/bot:$TAG"
+echo "built $REGISTRY/torchserve:$TAG-gpu, $REGISTRY/torchserve:$TAG-cpu, $REGISTRY/proxy:$TAG, $REGISTRY/bot:$TAG"
 echo "set them in k8s/overlays/*/kustomization.yaml (images:) or with 'kustomize edit set image'"

@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 DOCKERFILES = ("Dockerfile.serve", "Dockerfile.serve-cpu", "Dockerfile.bot")
+# The nginx front's image: Debian packages only, no pip (the generic checks apply to it too).
+ALL_DOCKERFILES = (*DOCKERFILES, "Dockerfile.proxy")
 # What the build script produces before `docker build` (python -m serving.archive).
 BUILT = {"model_store/"}
 
@@ -49,7 +51,7 @@ def copy_sources(name: str) -> list[str]:
     return sources
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", ALL_DOCKERFILES)
 def test_base_images_are_pinned(name):
     bases = [args.split()[0] for word, args in instructions(name) if word == "FROM"]
     assert bases
@@ -93,7 +95,7 @@ def included(rel: str, pattern: str) -> bool:
     return fnmatch.fnmatch(rel, pattern) or rel.startswith(pattern + "/")
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", ALL_DOCKERFILES)
 def test_copy_sources_exist_and_are_in_the_build_context(name):
     ignore = [line.strip() for line in (DOCKER / f"{name}.dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
@@ -124,10 +126,10 @@ def test_archive_names_match_what_the_config_loads():
 
 # The pod that runs each image, whose runAsUser the image's numeric USER must be.
 POD_OF = {"Dockerfile.serve": "torchserve/deployment.yaml", "Dockerfile.serve-cpu": "torchserve/deployment.yaml",
-          "Dockerfile.bot": "bot/deployment.yaml"}
+          "Dockerfile.bot": "bot/deployment.yaml", "Dockerfile.proxy": "torchserve/deployment.yaml"}
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", ALL_DOCKERFILES)
 def test_images_run_as_a_numeric_non_root_user_the_pods_agree_with(name):
     """A numeric USER: the kubelet can check runAsNonRoot without the image's /etc/passwd."""
     import yaml
@@ -166,7 +168,7 @@ def test_sidecar_runs_from_the_image_layout_with_defaults_from_the_shared_names(
     assert out.returncode == 0, out.stderr
     from restoration import names
 
-    expected = (f"{names.MODELS} {names.WORKFLOW_RESTORE} http://127.0.0.1:{names.INFERENCE_PORT} "
+    expected = (f"{names.MODELS} {names.WORKFLOW_RESTORE} http://127.0.0.1:{names.TORCHSERVE_INFERENCE_PORT} "
                 f"http://127.0.0.1:{names.MANAGEMENT_PORT}")
     assert out.stdout.splitlines()[0] == expected
     assert all(str(tmp_path) in path for path in out.stdout.splitlines()[1].split())  # nothing from the repository
@@ -191,7 +193,7 @@ def test_build_script_is_valid_bash_and_refuses_latest(tmp_path):
     script = DOCKER / "build-images.sh"
     assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
     text = script.read_text()
-    for name in DOCKERFILES:
+    for name in ALL_DOCKERFILES:
         assert f"docker/{name}" in text
     assert "python -m serving.archive" in text.replace('"$PY" -m', "python -m")
     if shutil.which("docker") is None:

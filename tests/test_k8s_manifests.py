@@ -107,7 +107,7 @@ def test_every_builtin_object_validates_strictly(rendered, full):
             continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     kinds = {o["kind"] for o in objs}
-    assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Secret"} <= kinds
+    assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
     assert "HorizontalPodAutoscaler" in {o["kind"] for o in full}
 
 
@@ -159,19 +159,21 @@ def test_prometheusrule_rules_pass_promtool(full, tmp_path):
 # --- TorchServe: configuration, ports, probes ----------------------------------------------------------
 
 
-def test_cluster_config_is_the_local_one_with_cluster_addresses_and_auth_on(rendered):
+def test_cluster_config_is_the_local_one_with_torchserve_on_loopback_behind_the_front(rendered):
     _, objs = rendered
     props = cluster_props(objs)
     local = read_properties(ROOT / "config.properties")
-    assert props["inference_address"] == f"http://0.0.0.0:{names.INFERENCE_PORT}"
+    # inference only on the pod's loopback: the front in the same pod is the only way in
+    assert props["inference_address"] == f"http://127.0.0.1:{names.TORCHSERVE_INFERENCE_PORT}"
+    assert props["inference_address"] == local["inference_address"]
     assert props["metrics_address"] == f"http://0.0.0.0:{names.METRICS_PORT}"
     # management only on the pod's loopback: unreachable from any other pod
     assert props["management_address"] == f"http://127.0.0.1:{names.MANAGEMENT_PORT}"
-    assert props["disable_token_authorization"] == "false"
+    # the front checks the keys of one Secret; TorchServe's own per-process keys stay off
+    assert props["disable_token_authorization"] == "true"
     assert props["enable_model_api"] == "false"
     assert props["enable_envvars_config"] == "false"
     assert props["allowed_urls"] == f"file://{props['model_store']}/.*" and ".*" not in props["model_store"]
-    assert int(props["token_expiration_min"]) >= 60 * 24 * 30
     assert props["metrics_mode"] == "prometheus"
     for key in ("models", "load_models", "max_request_size", "max_response_size", "job_queue_size"):
         assert props[key] == local[key], key
@@ -180,16 +182,21 @@ def test_cluster_config_is_the_local_one_with_cluster_addresses_and_auth_on(rend
 def test_container_ports_and_services_agree_with_config(rendered):
     _, objs = rendered
     props = cluster_props(objs)
-    ts = container(find(objs, "Deployment", "pix2pix-torchserve"), "torchserve")
-    ports = {p["name"]: p["containerPort"] for p in ts["ports"]}
-    assert ports == {"inference": port_of(props["inference_address"]), "metrics": port_of(props["metrics_address"])}
+    deploy = find(objs, "Deployment", "pix2pix-torchserve")
+    ts, proxy = container(deploy, "torchserve"), container(deploy, "proxy")
+    # TorchServe exposes only metrics; the front holds the inference port the Service targets
+    assert {p["name"]: p["containerPort"] for p in ts["ports"]} == {"metrics": port_of(props["metrics_address"])}
+    assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"inference": names.INFERENCE_PORT}
+    ports = {p["name"]: p["containerPort"] for c in (ts, proxy) for p in c["ports"]}
     services = [o for o in objs if o["kind"] == "Service"]
     exposed = {p.get("targetPort") for s in services for p in s["spec"]["ports"]}
     exposed |= {p["port"] for s in services for p in s["spec"]["ports"]}
     assert names.MANAGEMENT_PORT not in exposed and "management" not in exposed
+    assert names.TORCHSERVE_INFERENCE_PORT not in exposed
     assert names.MANAGEMENT_PORT not in ports.values()
     svc = find(objs, "Service", "pix2pix-torchserve")
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == ports
+    assert {p["name"]: p["targetPort"] for p in svc["spec"]["ports"]} == {"inference": "inference", "metrics": "metrics"}
     for policy in (o for o in objs if o["kind"] == "NetworkPolicy"):
         for rule in policy["spec"].get("ingress", []):
             assert names.MANAGEMENT_PORT not in {p["port"] for p in rule.get("ports", [])}
@@ -212,7 +219,9 @@ def test_probes_use_the_sidecar_and_readiness_needs_the_workflow(rendered):
     assert port_of(env["TS_MANAGEMENT_URL"]) == port_of(props["management_address"])
     assert port_of(env["TS_INFERENCE_URL"]) == port_of(props["inference_address"])
     assert env["TS_WORKFLOW"] == names.WORKFLOW_RESTORE
-    # TorchServe writes key_file.json into its working directory, which the sidecar reads
+    # the probes in TorchServe's container reach it on loopback too
+    assert port_of(env_of(ts)["TS_INFERENCE_URL"]) == port_of(props["inference_address"])
+    # TorchServe's working directory, which the sidecar reads
     workdir = env_of(ts)["TS_WORKDIR"]
     assert env["TS_WORKDIR"] == workdir
     assert workdir in {m["mountPath"] for m in ts["volumeMounts"]} & {m["mountPath"] for m in sidecar["volumeMounts"]}
@@ -224,33 +233,80 @@ def test_probes_use_the_sidecar_and_readiness_needs_the_workflow(rendered):
     config_mount = next(m["mountPath"] for m in ts["volumeMounts"] if m["name"] == "config")
     assert f"{config_mount}/config.properties" in dockerfile
     assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
-    # one TorchServe (one inference key) at a time: never two side by side during an update
+    # one GPU, one pod: never two side by side during an update (the autoscaling component rolls)
     assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
     assert ts["lifecycle"]["preStop"]
 
 
-def test_sidecar_can_publish_the_key_and_nothing_else(rendered):
-    """One Secret, get and patch: no right to patch the bot's Deployment (which would let the
-    sidecar run any pod, hence read any Secret); the bot re-reads the key file instead."""
+def test_nothing_in_the_pod_calls_the_kubernetes_api(rendered):
+    """The front reads the keys from a mounted Secret: no Role, no token, no API egress."""
     _, objs = rendered
     deploy = find(objs, "Deployment", "pix2pix-torchserve")
     env = env_of(container(deploy, "ts-sidecar"))
-    assert "RESTART_DEPLOYMENT" not in env
-    role = find(objs, "Role", "pix2pix-torchserve-key-publisher")
-    allowed = {(g, r, n) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               for n in rule["resourceNames"]}
-    assert allowed == {("", "secrets", env["KEY_SECRET"])}
-    assert all(set(rule["verbs"]) <= {"get", "patch"} for rule in role["rules"])
-    assert [o for o in objs if o["kind"] in ("Role", "ClusterRole")] == [role]
-    secret = find(objs, "Secret", env["KEY_SECRET"])
-    # no data: `kubectl apply` must never overwrite the key the sidecar published
-    assert "data" not in secret and "stringData" not in secret
+    assert not {"KEY_SECRET", "RESTART_DEPLOYMENT"} & set(env)
+    assert not [o for o in objs if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
     pod = deploy["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    # only the sidecar mounts the API token
-    token_volumes = {v["name"] for v in pod["volumes"] if "projected" in v}
-    for c in pod["containers"]:
-        assert not token_volumes & {m["name"] for m in c.get("volumeMounts", [])}
+    assert not [v for v in pod["volumes"] if "projected" in v]
+    policy = find(objs, "NetworkPolicy", "pix2pix-torchserve")
+    assert {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]} == {53}
+    assert not [o for o in objs if o["kind"] == "Secret"]  # the operator makes the keys' Secret
+
+
+def keys_secret(deploy: dict) -> tuple[str, str]:
+    """(Secret, mount path) of the keys the front accepts."""
+    proxy = container(deploy, "proxy")
+    keys_dir = render_config.PROXY_KEYS_DIR
+    mount = next(m for m in proxy["volumeMounts"] if m["mountPath"] == keys_dir)
+    assert mount["readOnly"] is True
+    volume = next(v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    return volume["secret"]["secretName"], keys_dir
+
+
+def test_the_front_is_the_only_way_in_and_runs_the_rendered_config(rendered, tmp_path):
+    _, objs = rendered
+    deploy = find(objs, "Deployment", "pix2pix-torchserve")
+    proxy = container(deploy, "proxy")
+    pod = deploy["spec"]["template"]["spec"]
+    # its nginx.conf: the ConfigMap generated from serving/nginx/nginx.conf, mounted where the
+    # image's entry point reads it
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("pix2pix-proxy-config"))
+    assert cm["data"]["nginx.conf"] == render_config.render_proxy()
+    mount = next(m for m in proxy["volumeMounts"] if m["name"] ==
+                 next(v["name"] for v in pod["volumes"] if v.get("configMap", {}).get("name") == cm["metadata"]["name"]))
+    dockerfile = (ROOT / "docker" / "Dockerfile.proxy").read_text()
+    assert f'"-c", "{mount["mountPath"]}/nginx.conf"' in dockerfile
+    assert re.search(rf"^COPY .*serving/nginx/front.js {re.escape(render_config.PROXY_JS_DIR)}/front.js$", dockerfile, re.M)
+    assert "STOPSIGNAL SIGQUIT" in dockerfile  # requests in flight finish on shutdown
+    # what it listens on and forwards to, the keys it reads, its one writable place
+    conf = cm["data"]["nginx.conf"]
+    props = cluster_props(objs)
+    assert f"listen 0.0.0.0:{names.INFERENCE_PORT};" in conf
+    assert f"server 127.0.0.1:{port_of(props['inference_address'])};" in conf
+    secret, keys_dir = keys_secret(deploy)
+    assert f"js_var $inference_keys_dir {keys_dir};" in conf and secret == "pix2pix-inference-key"
+    assert "if ($inference_key_ok != 1) { return 401; }" in conf
+    assert render_config.PROXY_RUN_DIR in {m["mountPath"] for m in proxy["volumeMounts"]}
+    # it would hold this many workflow replies of this size; its memory limit covers twice that
+    limit = int(re.search(r"limit_conn workflows (\d+);", conf).group(1))
+    reply = int(re.search(r"subrequest_output_buffer_size (\d+);", conf).group(1))
+    assert reply == int(props["max_response_size"])
+    memory = proxy["resources"]["limits"]["memory"]
+    assert memory.endswith("Mi") and int(memory[:-2]) * 2**20 >= limit * 2 * reply
+    # probes: ready through to TorchServe's /ping, alive on nginx alone
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "inference"}
+    assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "inference"}
+    assert proxy["lifecycle"]["preStop"]
+    # the configuration is one nginx accepts (its paths pointed at this machine)
+    from serving.proxy import FrontSettings, Proxy, missing
+
+    if reason := missing():
+        pytest.fail(f"{reason}; `make setup` installs it")
+    local = render_config.proxy_settings(run_dir=tmp_path, js_dir=ROOT / "serving" / "nginx",
+                                         error_log=str(tmp_path / "error.log"))
+    assert isinstance(local, FrontSettings)
+    Proxy(local).write_config()
+    Proxy(local).check()
 
 
 # --- bot -------------------------------------------------------------------------------------------
@@ -280,9 +336,9 @@ def test_bot_settings_come_from_secret_files_and_agree_with_names(rendered):
     assert not [e for e in bot["env"] if "secretKeyRef" in e.get("valueFrom", {})] and "envFrom" not in bot
     assert secret_file(bot_deploy, bot, names.ENV_BOT_TOKEN + "_FILE") == ("pix2pix-bot", "telegram-bot-token")
     assert secret_file(bot_deploy, bot, "BOT_ALLOWED_USERS_FILE") == ("pix2pix-bot", "allowed-users")
-    sidecar_env = env_of(container(find(objs, "Deployment", "pix2pix-torchserve"), "ts-sidecar"))
-    assert secret_file(bot_deploy, bot, names.ENV_TORCHSERVE_TOKEN + "_FILE") == (
-        sidecar_env["KEY_SECRET"], sidecar_env.get("KEY_SECRET_FIELD", "inference-key"))
+    # the bot sends the key of the Secret the front accepts
+    secret, _ = keys_secret(find(objs, "Deployment", "pix2pix-torchserve"))
+    assert secret_file(bot_deploy, bot, names.ENV_TORCHSERVE_TOKEN + "_FILE") == (secret, "inference-key")
     svc = find(objs, "Service", "pix2pix-torchserve")
     assert env[names.ENV_TORCHSERVE_URL] == f"http://{svc['metadata']['name']}:{names.INFERENCE_PORT}"
     assert env[names.ENV_BOT_METRICS_PORT] == str(names.BOT_METRICS_PORT)
