@@ -21,6 +21,7 @@ result matches an untiled pass to within rounding (the tests check ≤ 1/255).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ class RepairConfig:
     gate_low: float = 0.0  # estimated damage (mean |dY|, grey levels) below which nothing changes
     gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
     context: int = 64  # side of the whole-photo thumbnail the context branch reads (0: no branch)
+    knots: int = 16  # the context's global tone curve: a monotone piecewise-linear map with this many steps
     tile: int = 512  # tile core side in pixels (0: untiled)
     overlap: int = 96  # context margin per side; a multiple of the stride (2**(levels+1))
 
@@ -109,8 +111,39 @@ class FiLM(nn.Module):
         return x * (1 + gamma) + beta
 
 
+class ToneCurve(nn.Module):
+    """A monotone piecewise-linear tone curve per photo from its context (starts as the identity):
+    undoes faded contrast, lifted blacks and a toned print's response, which are the same
+    everywhere in the photo and so are no job for the local network."""
+
+    def __init__(self, ctx: int, knots: int) -> None:
+        super().__init__()
+        self.knots = knots
+        self.lin = nn.Linear(ctx, knots + 1)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, y: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        p = self.lin(ctx)
+        # softplus(0) = log 2: scaled so that zero parameters give equal steps of 1/knots
+        steps = F.softplus(p[:, 1:]) / (math.log(2.0) * self.knots)
+        start = 0.1 * torch.tanh(p[:, :1])
+        levels = torch.cat([start, start + steps.cumsum(1)], 1)  # N×(knots+1), the curve at 0, 1/K, ... 1
+        pos = y.clamp(0, 1) * self.knots
+        idx = pos.floor().clamp(max=self.knots - 1)
+        frac = pos - idx
+        n = y.shape[0]
+        flat = idx.long().view(n, -1)
+        lo = levels.gather(1, flat).view_as(y)
+        hi = levels.gather(1, flat + 1).view_as(y)
+        return lo + (hi - lo) * frac
+
+
 class RepairNet(nn.Module):
     """Y (N×1×H×W in [0, 1]) → residual dY (N×1×H×W); any H, W (padded to the stride inside).
+
+    dY = curve(Y) − Y + local(curve(Y)): a global tone curve from the photo's context, then a
+    fully convolutional network for local damage (grain, dust, scratches, blocks, blur).
 
     ``ctx`` is the whole photo's context vector (:meth:`context` of its full luma), or ``thumb``
     its thumbnail (training passes a crop with its photo's thumbnail); when both are omitted it is
@@ -141,10 +174,12 @@ class RepairNet(nn.Module):
                                   nn.Conv2d(widths[0], 4, 3, padding=1), nn.PixelShuffle(2))
         nn.init.zeros_(self.tail[-2].weight)  # starts as the identity: no change until it learns one
         nn.init.zeros_(self.tail[-2].bias)
+        self.curve: ToneCurve | None = None
         if cfg.context:
             self.ctx = Context()
             self.film_low = FiLM(self.ctx.out, widths[-1])
             self.film_high = FiLM(self.ctx.out, widths[0])
+            self.curve = ToneCurve(self.ctx.out, cfg.knots) if cfg.knots else None
 
     def context(self, y: torch.Tensor) -> torch.Tensor | None:
         """The context vector of whole photos (N×1×H×W luma); None without a context branch."""
@@ -154,8 +189,13 @@ class RepairNet(nn.Module):
 
     def forward(self, y: torch.Tensor, ctx: torch.Tensor | None = None, thumb: torch.Tensor | None = None
                 ) -> torch.Tensor:
+        y0 = y
         if ctx is None and self.context_side:
             ctx = self.ctx(thumb) if thumb is not None else self.context(y)
+        base = y
+        if ctx is not None and self.curve is not None:
+            base = self.curve(y, ctx)
+            y = base
         h, w = y.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -171,7 +211,7 @@ class RepairNet(nn.Module):
             z = self.dec[i](self.up[i](z) + feats[i])
         if ctx is not None:
             z = self.film_high(z, ctx)
-        return self.tail(z)[..., :h, :w]
+        return self.tail(z)[..., :h, :w] + (base - y0)
 
 
 def build(cfg: RepairConfig) -> RepairNet:

@@ -26,6 +26,7 @@ def random_net(cfg: RepairConfig, seed: int = 0):
         if cfg.context:
             for film in (net.film_low, net.film_high):
                 film.lin.weight.normal_(0, 0.2)
+            net.curve.lin.weight.normal_(0, 0.5)
     return net
 
 
@@ -86,6 +87,19 @@ def test_colour_kept_grey_stays_grey_and_strength():
     assert repair_image(net, cfg, img, strength=0.0).tobytes() == img.tobytes()
     half = np.asarray(repair_image(net, cfg, img, strength=0.5)).astype(int) - src
     assert 0 < np.abs(half).mean() < np.abs(delta).mean()
+
+
+def test_tone_curve_is_monotone_and_starts_as_identity():
+    from restoration.repair import ToneCurve
+
+    curve = ToneCurve(ctx=4, knots=8)
+    y = torch.linspace(0, 1, 101).view(1, 1, 1, 101)
+    ctx = torch.randn(1, 4)
+    assert torch.allclose(curve(y, ctx), y, atol=1e-6)
+    with torch.no_grad():
+        curve.lin.weight.normal_(0, 2.0)
+    out = curve(y, ctx)[0, 0, 0]
+    assert (out[1:] >= out[:-1] - 1e-6).all() and not torch.allclose(out, y[0, 0, 0], atol=1e-3)
 
 
 def test_gate_leaves_small_corrections_out():
