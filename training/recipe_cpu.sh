@@ -17,6 +17,8 @@ $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --so
     --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --out data/sr
 $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --source lomiri --source procedural:10 \
     --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --sr-degrade --out data/sr_real
+$PY -m dataset_gen --task repair --source all-photos --source procedural:60 \
+    --size 256 --crops 10 --val 0.05 --test 0.0 --seed 0 --out data/repair
 $PY -m training.heldout --out data/heldout
 
 # Colouriser (classification over ab bins) beside SR ×2 (previous default ×2 recipe, then a
@@ -27,7 +29,11 @@ $PY -m training.train_sr --config training/configs/sr_x2_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model out=runs/sr_x4 steps=1700 minutes=24 resume=true
 wait $col
+# Repair (luminance residual with a whole-photo context and tone curve); its gate is chosen on
+# validation at the end of the run and written into runs/repair/model/config.json.
+$PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/sr_x2_long --sr runs/sr_x4 --out weights
+rm -rf weights/repair && cp -r runs/repair/model weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
