@@ -26,9 +26,10 @@ format: setup
 archives: setup
 	$(PY) -m serving.archive
 
-## bench: speed and overhead figures (not a test)
+## bench: speed and overhead figures (not a test); benchmarks.front: what the nginx front adds
 bench: setup
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.front
 	$(PY) -m benchmarks.suite
 
 ## loadtest: 300 requests at concurrency 32 over every endpoint and the workflow (default weights)

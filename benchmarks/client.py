@@ -45,8 +45,9 @@ class Client:
             self._local.conn = conn
         return conn
 
-    def post(self, path: str, data: bytes, content_type: str = "image/jpeg") -> Reply:
-        headers = {"Content-Type": content_type}
+    def post(self, path: str, data: bytes, content_type: str = "image/jpeg",
+             extra_headers: dict[str, str] | None = None) -> Reply:
+        headers = {"Content-Type": content_type, **(extra_headers or {})}
         for attempt in (0, 1):
             conn = self._conn()
             try:
