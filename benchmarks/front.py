@@ -72,7 +72,7 @@ def front_times(log: Path, start: int) -> list[float]:
     for line in log.read_text().splitlines()[start:]:
         m = re.search(r" rt=([\d.]+) ut=([\d.]+) ", line)
         if m:
-            out.append(float(m.group(1)) - float(m.group(2)))
+            out.append(round(float(m.group(1)) - float(m.group(2)), 3))  # both in whole ms
     return out
 
 
