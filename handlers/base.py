@@ -31,7 +31,7 @@ JSON_TYPE = "application/json"
 WORKFLOW_MIN_REPLY_S = 0.05
 
 # Settings a client may send, by form field name, with the request header that carries them too.
-SETTINGS = {"vividness": "X-Vividness", "strength": "X-Repair-Strength"}
+SETTINGS = {"vividness": "X-Vividness", "strength": "X-Repair-Strength", "sr_input": "X-SR-Input"}
 # Fields TorchServe hands over besides the image: query parameters and form fields.
 _NON_IMAGE_KEYS = {"format", *SETTINGS}
 # PNG text key under which a workflow node hands the request's settings to the next node:

@@ -1,7 +1,7 @@
 """Restore photos on this machine, no server needed:
 
     python -m restoration repair|colorize|sr|restore IN... --out DIR [--scale 2|4] [--vividness V]
-                          [--strength S] [--format png|jpeg] [--weights DIR] [--force]
+                          [--strength S] [--sr-input clean|compressed] [--format png|jpeg] [--weights DIR] [--force]
 
 restore = repair, then colorize, then ×2 (as the served workflow).
 
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=int, choices=[2, 4], default=2, help="sr: the upscale factor")
     p.add_argument("--vividness", type=float, help="colour: 0 (faithful) … 1 (vivid); default: the model's")
     p.add_argument("--strength", type=float, help="repair: 0 (off) … 1 (full, the default)")
+    p.add_argument("--sr-input", choices=["clean", "compressed"],
+                   help="×2: the model for clean scans (default) or for JPEG-compressed photos")
     p.add_argument("--format", choices=["png", "jpeg"], default="png")
     p.add_argument("--weights", default="weights", help="folder with repair/, colorize/, sr_x2/, sr_x4/")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"{dst}: exists, kept (--force overwrites)", file=sys.stderr)
             continue
         try:
-            data = restorer.process(task, src.read_bytes(), a.vividness, a.format, a.strength)
+            data = restorer.process(task, src.read_bytes(), a.vividness, a.format, a.strength, a.sr_input)
         except ImageError as err:
             refused += 1
             tqdm.write(f"{src}: skipped: {err.message} ({err.kind})", file=sys.stderr)

@@ -19,12 +19,13 @@ import torch
 from PIL import Image
 
 from restoration import backends
+from restoration.backends import torch_runner
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import Limits, decode_image, encode_image
 from restoration.names import COLORIZE, REPAIR, SR_X2, SR_X4, WORKFLOW_NODES, WORKFLOW_RESTORE
 from restoration.repair import load_repairer, repair_image
 from restoration.settings import WorkerSettings
-from restoration.upscaler import load_sr_model, upscale_image
+from restoration.upscaler import COMPRESSED_DIR, load_sr_model, upscale_image
 
 #: what each command runs, in order (the workflow ``restore`` chains its nodes the same way)
 TASKS = {REPAIR: (REPAIR,), COLORIZE: (COLORIZE,), SR_X2: (SR_X2,), SR_X4: (SR_X4,), WORKFLOW_RESTORE: WORKFLOW_NODES}
@@ -58,7 +59,11 @@ class Restorer:
             else:
                 net, scale = load_sr_model(str(d), device=self.device)
                 runner, _ = backends.select(net, str(d), self.device)
-                self._models[name] = (runner, scale)
+                compressed = None
+                if (d / COMPRESSED_DIR).is_dir():
+                    compressed = torch_runner(load_sr_model(str(d / COMPRESSED_DIR), scale, self.device)[0],
+                                              self.device)[0]
+                self._models[name] = (runner, scale, compressed)
         return self._models[name]
 
     # -- PIL images ------------------------------------------------------------------------
@@ -70,26 +75,29 @@ class Restorer:
         runner, cfg, centres, log_weight = self._model(COLORIZE)
         return colorize_images(runner, cfg, [image.convert("RGB")], self.device, vividness, centres, log_weight)[0]
 
-    def upscale(self, image: Image.Image, scale: int = 2) -> Image.Image:
-        runner, s = self._model(SR_X2 if scale == 2 else SR_X4)
+    def upscale(self, image: Image.Image, scale: int = 2, sr_input: str | None = None) -> Image.Image:
+        """``sr_input="compressed"``: the weights trained on degraded LR, where the model has them."""
+        runner, s, compressed = self._model(SR_X2 if scale == 2 else SR_X4)
+        if sr_input == "compressed" and compressed is not None:
+            runner = compressed
         return upscale_image(runner, image.convert("RGB"), s, self.settings.sr_tile, self.settings.sr_overlap,
                              self.device)
 
     def run(self, task: str, image: Image.Image, vividness: float | None = None,
-            strength: float | None = None) -> Image.Image:
+            strength: float | None = None, sr_input: str | None = None) -> Image.Image:
         for name in TASKS[task]:
             if name == REPAIR:
                 image = self.repair(image, strength)
             elif name == COLORIZE:
                 image = self.colorize(image, vividness)
             else:
-                image = self.upscale(image, 2 if name == SR_X2 else 4)
+                image = self.upscale(image, 2 if name == SR_X2 else 4, sr_input)
         return image
 
     # -- bytes, as the API takes and answers them ------------------------------------------
     def process(self, task: str, data: bytes, vividness: float | None = None, fmt: str = "png",
-                strength: float | None = None) -> bytes:
+                strength: float | None = None, sr_input: str | None = None) -> bytes:
         """Image bytes in, encoded image out; bad input raises ImageError with the API's message."""
         scale = {"sr_x2": 2, "sr_x4": 4, "restore": 2}.get(task, 1)
         image = decode_image(data, self.limits, scale=scale).image
-        return encode_image(self.run(task, image, vividness, strength), fmt)
+        return encode_image(self.run(task, image, vividness, strength, sr_input), fmt)

@@ -19,6 +19,11 @@ from PIL import Image
 from restoration.tiling import upscale_tiled
 from restoration.weights import first_existing, load_tensors, sr_files
 
+# An optional second set of ×2 weights for JPEG-compressed / degraded inputs, in this subfolder of
+# a weights directory; requests choose between the two by the kind of LR they send.
+COMPRESSED_DIR = "compressed"
+SR_INPUTS = ("clean", "compressed")
+
 # super-image model types this service can load, by the `model_type` in config.json.
 MODEL_TYPES = ("EDSR", "MSRN", "A2N", "CARN", "PAN", "MDSR", "AWSRN", "DRLN", "HAN", "RCAN")
 

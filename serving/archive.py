@@ -28,6 +28,7 @@ from pathlib import Path
 from restoration.names import COLORIZE, MODELS, REPAIR, SR_SCALES, SR_X2, SR_X4, WORKFLOW_RESTORE
 from restoration.repair import REPAIR_FILES
 from restoration.settings import env_flag
+from restoration.upscaler import COMPRESSED_DIR
 from restoration.weights import COLORIZE_FILES, sr_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +119,9 @@ def build_model(name: str, weights: Path, export: Path, tmp: Path, onnx: bool = 
         data = json.loads((stage / "config.json").read_text())
         data["scale"] = SR_SCALES[name]
         (stage / "config.json").write_text(json.dumps(data, indent=2))
+    if name in SR_SCALES and (weights / COMPRESSED_DIR).is_dir():
+        # the variant for compressed inputs (restoration.upscaler.COMPRESSED_DIR)
+        shutil.copytree(weights / COMPRESSED_DIR, stage / COMPRESSED_DIR)
     card = weights / "MODEL_CARD.md"
     if card.exists():
         shutil.copy2(card, stage / "MODEL_CARD.md")

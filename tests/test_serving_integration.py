@@ -279,6 +279,28 @@ def test_workflow_honours_vividness_strength_and_format(torchserve, tiny_weights
     assert b"pix2pix-sr-settings" not in lib.process("restore", body)
 
 
+def test_sr_input_picks_the_compressed_variant(torchserve, tiny_weights):
+    """X-SR-Input / sr_input: ×2 has a variant for compressed inputs; ×4 falls back to its one model."""
+    from restoration.api import Restorer
+
+    body = encode(photo(48, 40, seed=23), "JPEG", quality=70)
+    lib = Restorer(dirs={k: v for k, v in tiny_weights.items() if k in MODELS})
+    clean = post(torchserve, "/predictions/sr_x2", body, "image/jpeg")
+    comp = post(torchserve, "/predictions/sr_x2", body, "image/jpeg", **{"X-SR-Input": "compressed"})
+    assert clean.status_code == comp.status_code == 200 and clean.content != comp.content
+    assert comp.content == lib.process("sr_x2", body, sr_input="compressed")
+    assert clean.content == lib.process("sr_x2", body)
+    form = requests.post(torchserve.inference_url + "/predictions/sr_x2", files={"data": ("p.jpg", body)},
+                         data={"sr_input": "compressed"}, timeout=60)
+    assert form.status_code == 200 and form.content == comp.content
+    x4 = post(torchserve, "/predictions/sr_x4", body, "image/jpeg", **{"X-SR-Input": "compressed"})
+    assert x4.status_code == 200 and x4.content == post(torchserve, "/predictions/sr_x4", body, "image/jpeg").content
+    wf = post(torchserve, "/wfpredict/restore", body, "image/jpeg", **{"X-SR-Input": "compressed"})
+    assert wf.status_code == 200 and wf.content == lib.process("restore", body, sr_input="compressed")
+    bad = post(torchserve, "/predictions/sr_x2", body, "image/jpeg", **{"X-SR-Input": "blurry"})
+    assert bad.status_code == 400 and bad.json()["type"] == "BadSrInput"
+
+
 def test_repair_strength_and_colour(torchserve, tiny_weights):
     """/predictions/repair: same size out; strength 0 is the input; a colour photo keeps its chroma."""
     from restoration.api import Restorer

@@ -75,8 +75,19 @@ def make_repair(root: Path, seed: int = 0, width: int = 8, levels: int = 1, bloc
     return out
 
 
+def make_sr_compressed(sr_dir: Path, seed: int = 7) -> Path:
+    """A second ×2 model in ``sr_dir/compressed`` (the variant for compressed inputs)."""
+    made = make_sr(sr_dir / "_variant", 2, seed=seed)
+    out = sr_dir / "compressed"
+    made.rename(out)
+    (sr_dir / "_variant").rmdir()
+    return out
+
+
 def make_all(root: Path) -> dict[str, Path]:
     """Weights for every served model: {"colorize": dir, "sr_x2": dir, "sr_x4": dir}, and the
     Pix2Pix UNet colouriser the service still loads ("colorize_pix2pix")."""
-    return {"repair": make_repair(root), "colorize": make_chroma(root), "sr_x2": make_sr(root, 2), "sr_x4": make_sr(root, 4),
+    sr_x2 = make_sr(root, 2)
+    make_sr_compressed(sr_x2)
+    return {"repair": make_repair(root), "colorize": make_chroma(root), "sr_x2": sr_x2, "sr_x4": make_sr(root, 4),
             "colorize_pix2pix": make_colorize(root / "pix2pix")}
