@@ -67,7 +67,14 @@ def paired(direct, front, repeats: int) -> tuple[float, float, float]:
 
 def front_times(log: Path, start: int) -> list[float]:
     """``rt - ut`` (seconds) of the access-log lines after line ``start`` that reached TorchServe."""
-    time.sleep(0.3)  # a worker writes its line once the request is finalized, just after the reply
+    # a worker writes its line once the request is finalized, just after the reply: wait until
+    # the log stops growing
+    lines, deadline = log_lines(log), time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if log_lines(log) == lines:
+            break
+        lines = log_lines(log)
     out = []
     for line in log.read_text().splitlines()[start:]:
         m = re.search(r" rt=([\d.]+) ut=([\d.]+) ", line)
