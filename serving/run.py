@@ -30,7 +30,7 @@ from restoration.names import (
     TORCHSERVE_INFERENCE_PORT,
     WORKFLOW_RESTORE,
 )
-from serving.archive import build_all
+from serving.archive import DEFAULT_WEIGHTS, ENV_VARS, build_all
 from serving.proxy import ENV_KEYS_DIR, Proxy
 from serving.server import ROOT, TorchServe, read_properties
 
@@ -65,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     store = Path(args.store)
-    sources = {
-        COLORIZE: os.environ.get("COLORIZE_WEIGHTS", str(ROOT / "weights" / COLORIZE)),
-        "sr_x2": os.environ.get("SR_X2_WEIGHTS", str(ROOT / "weights" / "sr_x2")),
-        "sr_x4": os.environ.get("SR_X4_WEIGHTS", str(ROOT / "weights" / "sr_x4")),
-    }
+    sources = {name: os.environ.get(ENV_VARS[name]) or str(DEFAULT_WEIGHTS[name]) for name in MODELS}
     local = [Path(p) for p in sources.values() if Path(p).is_dir()]
     if args.rebuild or archives_stale(store, local + [ROOT / "handlers", ROOT / "training", ROOT / "serving"]):
         print("building archives ...", flush=True)

@@ -54,12 +54,12 @@ def test_handler_runs_from_the_archive_alone(model_store, tmp_path, name):
     root = tmp_path / name
     with zipfile.ZipFile(mar) as z:
         z.extractall(root)
-    handler = {"colorize": "colorize", "sr_x2": "super_resolution", "sr_x4": "super_resolution"}[name]
+    handler = {"repair": "repair", "colorize": "colorize", "sr_x2": "super_resolution", "sr_x4": "super_resolution"}[name]
     img = tmp_path / "in.png"
     img.write_bytes(encode(photo(40, 30), "PNG"))
     # -I: isolated mode (no PYTHONPATH, no user site); the archive directory is the only project code.
     cmd = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.'); exec({PROBE!r})", handler, str(img)]
     r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    scale = {"colorize": 1, "sr_x2": 2, "sr_x4": 4}[name]
+    scale = {"repair": 1, "colorize": 1, "sr_x2": 2, "sr_x4": 4}[name]
     assert r.stdout.strip() == str((40 * scale, 30 * scale))

@@ -17,6 +17,7 @@ from PIL import Image
 from restoration.colorizer import colorize_images, load_generator
 from restoration.image_io import encode_image
 from restoration.names import MODELS
+from restoration.repair import load_repairer, repair_image
 from restoration.upscaler import load_sr_model, upscale_image
 from tests.conftest import encode, photo
 
@@ -47,7 +48,7 @@ def local_models(tiny_weights):
     g, cfg = load_generator(str(tiny_weights["colorize"]))
     sr2, _ = load_sr_model(str(tiny_weights["sr_x2"]))
     sr4, _ = load_sr_model(str(tiny_weights["sr_x4"]))
-    return {"colorize": (g, cfg), "sr_x2": sr2, "sr_x4": sr4}
+    return {"repair": load_repairer(str(tiny_weights["repair"])), "colorize": (g, cfg), "sr_x2": sr2, "sr_x4": sr4}
 
 
 def test_ping_and_models(torchserve):
@@ -79,14 +80,16 @@ def test_sr_matches_in_process(torchserve, local_models, name, scale):
     assert np.abs(served - expected).max() <= 1
 
 
-def test_restore_workflow_equals_colorize_then_x2(torchserve, local_models):
+def test_restore_workflow_equals_repair_colorize_then_x2(torchserve, local_models):
     img = photo(64, 48, seed=7)
     r = post(torchserve, "/wfpredict/restore", encode(img, "PNG"))
     assert r.status_code == 200
     # TorchServe always labels workflow replies application/json; the bytes are the PNG.
     assert r.content.startswith(PNG_MAGIC)
+    net, rcfg = local_models["repair"]
+    fixed = Image.open(io.BytesIO(encode_image(repair_image(net, rcfg, img), "png"))).convert("RGB")
     g, cfg = local_models["colorize"]
-    colour = colorize_images(g, cfg, [img])[0]
+    colour = colorize_images(g, cfg, [fixed])[0]
     colour = Image.open(io.BytesIO(encode_image(colour, "png"))).convert("RGB")
     expected = np.asarray(upscale_image(local_models["sr_x2"], colour, 2)).astype(int)
     served = as_array(r.content)
