@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Path(args.store)
     sources = {name: os.environ.get(ENV_VARS[name]) or str(DEFAULT_WEIGHTS[name]) for name in MODELS}
     local = [Path(p) for p in sources.values() if Path(p).is_dir()]
-    if args.rebuild or archives_stale(store, local + [ROOT / "handlers", ROOT / "training", ROOT / "serving"]):
+    if args.rebuild or archives_stale(store, local + [ROOT / "restoration", ROOT / "handlers", ROOT / "serving"]):
         print("building archives ...", flush=True)
         build_all(store, sources)
 
