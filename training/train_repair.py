@@ -31,7 +31,7 @@ from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
     "data": "data/repair", "out": "runs/repair", "init": "",
-    "width": 32, "levels": 3, "blocks": 2, "context": 64,
+    "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16,
     "loss": "charbonnier", "eps": 1e-3,
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
     "steps": 6000, "minutes": 0.0, "eval_every": 500, "ckpt_every": 250, "eval_max": 120,
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
     run = Run(cfg)
     rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]),
-                        context=int(cfg["context"]))
+                        context=int(cfg["context"]), knots=int(cfg["knots"]))
     net = build(rcfg).to(run.device)
     if cfg["init"]:
         net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=True)
