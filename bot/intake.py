@@ -16,7 +16,15 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 
 from .jobs import Job, JobItem, JobQueue, QueueFull
-from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from .modes import (
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
 from .store import JobStore
 from .texts import mode_name, text
 
@@ -35,6 +43,7 @@ class Request:
     items: list[JobItem] = field(default_factory=list)
     vividness: Vividness = DEFAULT_VIVIDNESS
     repair_strength: RepairStrength = DEFAULT_REPAIR_STRENGTH
+    sr_input: SrInput = DEFAULT_SR_INPUT
 
 
 class Intake:
@@ -61,7 +70,7 @@ class Intake:
         items = sorted(request.items, key=lambda i: i.message_id)
         job = Job(user_id=request.user_id, chat_id=request.chat_id, source_message_id=items[0].message_id,
                   lang=request.lang, mode=request.mode, compare=request.compare, items=items,
-                  vividness=request.vividness, repair_strength=request.repair_strength)
+                  vividness=request.vividness, repair_strength=request.repair_strength, sr_input=request.sr_input)
         if not self.store.add(job):
             log.info("message %s in chat %s was already accepted; duplicate delivery ignored",
                      job.source_message_id, job.chat_id)
@@ -116,7 +125,7 @@ class Intake:
             job = Job(user_id=request.user_id, chat_id=request.chat_id, source_message_id=first.message_id,
                       lang=request.lang, mode=request.mode, compare=request.compare,
                       items=sorted(request.items, key=lambda i: i.message_id), vividness=request.vividness,
-                      repair_strength=request.repair_strength)
+                      repair_strength=request.repair_strength, sr_input=request.sr_input)
             if self.store.add(job):
                 job.status_ready.set()
                 await self._send_status(job, text(job.lang, "restarting"))

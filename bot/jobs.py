@@ -15,7 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import metrics
-from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from .modes import (
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,7 @@ class JobItem:
 class Job:
     """An accepted request; ``done`` counts the images already answered (resume point).
     ``vividness`` is sent to TorchServe by the colour modes only, ``repair_strength`` by the
-    repairing modes only."""
+    repairing modes only, ``sr_input`` by the modes that run the ×2 model only."""
 
     user_id: int
     chat_id: int
@@ -55,6 +63,7 @@ class Job:
     items: list[JobItem]
     vividness: Vividness = DEFAULT_VIVIDNESS
     repair_strength: RepairStrength = DEFAULT_REPAIR_STRENGTH
+    sr_input: SrInput = DEFAULT_SR_INPUT
     id: int | None = None
     done: int = 0
     status_message_id: int | None = None

@@ -6,8 +6,16 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
-from .texts import mode_name, strength_button, text, vividness_button
+from .modes import (
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
+from .texts import mode_name, sr_input_button, strength_button, text, vividness_button
 
 
 class ModeChoice(CallbackData, prefix="mode"):
@@ -34,6 +42,12 @@ class StrengthChoice(CallbackData, prefix="rep"):
     strength: RepairStrength
 
 
+class SrInputChoice(CallbackData, prefix="sri"):
+    """A tap on one of the ×2 input settings (sharp originals, compressed photos)."""
+
+    sr_input: SrInput
+
+
 def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMarkup:
     """The modes, two per row in :class:`Mode`'s order (restore, the last, alone on its row); the
     current one is marked with a dot."""
@@ -48,9 +62,11 @@ def modes_keyboard(lang: str, current: Mode | None = None) -> InlineKeyboardMark
 
 
 def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_VIVIDNESS,
-                      strength: RepairStrength = DEFAULT_REPAIR_STRENGTH) -> InlineKeyboardMarkup:
+                      strength: RepairStrength = DEFAULT_REPAIR_STRENGTH,
+                      sr_input: SrInput = DEFAULT_SR_INPUT) -> InlineKeyboardMarkup:
     """The before/after comparison switch on the first row; the three colour settings on the
-    second and the three repair strengths on the third, the current ones marked with a dot."""
+    second, the three repair strengths on the third and the two ×2 input settings on the fourth,
+    the current ones marked with a dot."""
     builder = InlineKeyboardBuilder()
     label = text(lang, "compare_button_on" if compare else "compare_button_off")
     builder.button(text=label, callback_data=CompareToggle(on=not compare))
@@ -64,5 +80,10 @@ def settings_keyboard(lang: str, compare: bool, vividness: Vividness = DEFAULT_V
         if level == strength:
             label = f"• {label}"
         builder.button(text=label, callback_data=StrengthChoice(strength=level))
-    builder.adjust(1, len(Vividness), len(RepairStrength))
+    for kind in SrInput:
+        label = sr_input_button(lang, kind)
+        if kind == sr_input:
+            label = f"• {label}"
+        builder.button(text=label, callback_data=SrInputChoice(sr_input=kind))
+    builder.adjust(1, len(Vividness), len(RepairStrength), len(SrInput))
     return builder.as_markup()

@@ -1,5 +1,6 @@
 """The five things the bot can do to a photo, which TorchServe endpoint does each, the
-colour-vividness setting of the colour modes and the strength setting of the repairing modes."""
+colour-vividness setting of the colour modes, the strength setting of the repairing modes and the
+input setting of the modes that run the ×2 model."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class Mode(StrEnum):
     def repairs(self) -> bool:
         """Whether the mode repairs damage (and so honours the repair-strength setting)."""
         return self in (Mode.REPAIR, Mode.RESTORE)
+
+    @property
+    def upscales_x2(self) -> bool:
+        """Whether the mode runs the ×2 model (and so honours the input setting); ×4 has one model."""
+        return self in (Mode.UPSCALE_X2, Mode.RESTORE)
 
 
 _TARGETS = {Mode.REPAIR: REPAIR, Mode.COLORIZE: COLORIZE, Mode.UPSCALE_X2: SR_X2, Mode.UPSCALE_X4: SR_X4,
@@ -106,3 +112,32 @@ class RepairStrength(StrEnum):
 _STRENGTH_SENT = {RepairStrength.LIGHT: 0.3, RepairStrength.MEDIUM: 0.6, RepairStrength.FULL: None}
 
 DEFAULT_REPAIR_STRENGTH = RepairStrength.FULL
+
+
+class SrInput(StrEnum):
+    """What the user's photos are, for the ×2 model: sharp originals or heavily compressed JPEGs;
+    the value is what callback data, the FSM storage and the job store carry. Neither is better
+    everywhere (the compressed variant wins on JPEG quality 75 and loses on clean and quality-90
+    inputs), so the user chooses and sharp stays the default."""
+
+    CLEAN = "clean"
+    COMPRESSED = "compressed"
+
+    @property
+    def value_sent(self) -> str | None:
+        """The ``X-SR-Input`` value sent to TorchServe; ``None``: no header, so the default ×2
+        weights (for clean inputs) serve."""
+        return _SR_INPUT_SENT[self]
+
+    @classmethod
+    def parse(cls, value: object) -> SrInput:
+        """A stored value back as a setting; anything unknown or missing is the default."""
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            return DEFAULT_SR_INPUT
+
+
+_SR_INPUT_SENT = {SrInput.CLEAN: None, SrInput.COMPRESSED: "compressed"}
+
+DEFAULT_SR_INPUT = SrInput.CLEAN

@@ -200,8 +200,9 @@ class JobRunner:
                 # Each setting matters to the modes that use it only (the client also drops it elsewhere).
                 vividness = job.vividness.value_sent if mode.colours else None
                 strength = job.repair_strength.value_sent if mode.repairs else None
+                sr_input = job.sr_input.value_sent if mode.upscales_x2 else None
                 prediction = await self.torchserve.predict(mode.path, data, target=mode.target, vividness=vividness,
-                                                           strength=strength)
+                                                           strength=strength, sr_input=sr_input)
             except TorchServeError as exc:
                 log.warning("job %s: TorchServe %s: %s %s", job.id, mode.target, exc.status, exc.kind)
                 if exc.is_auth_error:

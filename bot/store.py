@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 
 from .jobs import Job, JobItem
-from .modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from .modes import (
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -28,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     items TEXT NOT NULL,
     vividness TEXT NOT NULL DEFAULT 'default',
     repair_strength TEXT NOT NULL DEFAULT 'full',
+    sr_input TEXT NOT NULL DEFAULT 'clean',
     done INTEGER NOT NULL DEFAULT 0,
     status_message_id INTEGER,
     state TEXT NOT NULL DEFAULT 'queued',
@@ -43,6 +52,7 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 ADDED_COLUMNS = {
     "vividness": f"TEXT NOT NULL DEFAULT '{DEFAULT_VIVIDNESS.value}'",
     "repair_strength": f"TEXT NOT NULL DEFAULT '{DEFAULT_REPAIR_STRENGTH.value}'",
+    "sr_input": f"TEXT NOT NULL DEFAULT '{DEFAULT_SR_INPUT.value}'",
 }
 
 QUEUED = "queued"
@@ -84,10 +94,11 @@ class JobStore:
         items = json.dumps([item.to_dict() for item in job.items])
         cur = self._db.execute(
             "INSERT OR IGNORE INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, vividness,"
-            " repair_strength, done, status_message_id, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " repair_strength, sr_input, done, status_message_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.user_id, job.chat_id, job.source_message_id, job.lang, job.mode.value, int(job.compare), items,
-             job.vividness.value, job.repair_strength.value, job.done, job.status_message_id, job.created_at, now),
+             job.vividness.value, job.repair_strength.value, job.sr_input.value, job.done, job.status_message_id,
+             job.created_at, now),
         )
         if cur.rowcount == 0:
             return False
@@ -110,16 +121,16 @@ class JobStore:
         """Jobs accepted but not finished, oldest first (to resume at start)."""
         rows = self._db.execute(
             "SELECT id, user_id, chat_id, source_message_id, lang, mode, compare, items, vividness, repair_strength,"
-            " done, status_message_id, created_at FROM jobs WHERE state = ? ORDER BY id", (QUEUED,),
+            " sr_input, done, status_message_id, created_at FROM jobs WHERE state = ? ORDER BY id", (QUEUED,),
         ).fetchall()
         jobs = []
-        for (job_id, user_id, chat_id, source_message_id, lang, mode, compare, items, vividness, strength, done,
-             status_id, created_at) in rows:
+        for (job_id, user_id, chat_id, source_message_id, lang, mode, compare, items, vividness, strength, sr_input,
+             done, status_id, created_at) in rows:
             jobs.append(Job(
                 user_id=user_id, chat_id=chat_id, source_message_id=source_message_id, lang=lang, mode=Mode(mode),
                 compare=bool(compare), items=[JobItem.from_dict(d) for d in json.loads(items)],
-                vividness=Vividness.parse(vividness), repair_strength=RepairStrength.parse(strength), id=job_id,
-                done=done, status_message_id=status_id, created_at=created_at, resumed=True,
+                vividness=Vividness.parse(vividness), repair_strength=RepairStrength.parse(strength),
+                sr_input=SrInput.parse(sr_input), id=job_id, done=done, status_message_id=status_id, created_at=created_at, resumed=True,
             ))
         return jobs
 

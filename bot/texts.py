@@ -6,7 +6,7 @@ import re
 
 from restoration.image_io import MB, MP, Limits
 
-from .modes import Mode, RepairStrength, Vividness
+from .modes import DEFAULT_SR_INPUT, Mode, RepairStrength, SrInput, Vividness
 
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
@@ -64,18 +64,30 @@ STRENGTH_NAMES: dict[str, dict[RepairStrength, tuple[str, str]]] = {
     },
 }
 
+# What the photos for ×2 are: the button label and the name the /settings message quotes.
+SR_INPUT_NAMES: dict[str, dict[SrInput, tuple[str, str]]] = {
+    "en": {
+        SrInput.CLEAN: ("🖼️ Sharp originals", "sharp (scans, camera originals; default)"),
+        SrInput.COMPRESSED: ("📱 Compressed JPEGs", "compressed (messenger and phone JPEGs)"),
+    },
+    "ru": {
+        SrInput.CLEAN: ("🖼️ Чёткие оригиналы", "чёткие (сканы, оригиналы с камеры; по умолчанию)"),
+        SrInput.COMPRESSED: ("📱 Сжатые JPEG", "сжатые (JPEG из мессенджеров и с телефона)"),
+    },
+}
+
 COMMANDS: dict[str, list[tuple[str, str]]] = {
     "en": [
         ("start", "Start and choose a mode"),
         ("mode", "Change the mode"),
-        ("settings", "Before/after comparison, colours, repair strength"),
+        ("settings", "Before/after comparison, colours, repair strength, compressed photos"),
         ("cancel", "Cancel photos waiting in the queue"),
         ("help", "Modes, limits and privacy"),
     ],
     "ru": [
         ("start", "Начать и выбрать режим"),
         ("mode", "Сменить режим"),
-        ("settings", "Сравнение «до/после», цвета, сила ретуши"),
+        ("settings", "Сравнение «до/после», цвета, сила ретуши, сжатые фото"),
         ("cancel", "Отменить фото в очереди"),
         ("help", "Режимы, ограничения и приватность"),
     ],
@@ -105,8 +117,9 @@ _TEXTS: dict[str, dict[str, str]] = {
               "You get the result as a photo and as a file with the full quality.\n\n"
               "Privacy: images are processed in memory and not stored; only the file reference is kept "
               "until your photo is done.\n"
-              "/mode — change mode, /settings — before/after comparison, how vivid the colours are and how "
-              "strong the repair is, "
+              "/mode — change mode, /settings — before/after comparison, how vivid the colours are, how "
+              "strong the repair is and whether the photos for ×2 are sharp originals or compressed JPEGs "
+              "(from messengers, phones), "
               "/cancel — cancel waiting photos.",
         "ru": "Режимы:\n"
               "• Ретушь — убирает зерно, шум, пыль, царапины и артефакты JPEG, возвращает выцветшему снимку "
@@ -120,7 +133,8 @@ _TEXTS: dict[str, dict[str, str]] = {
               "Результат приходит фотографией и файлом в полном качестве.\n\n"
               "Приватность: изображения обрабатываются в памяти и не сохраняются; до окончания обработки "
               "хранится только ссылка на файл.\n"
-              "/mode — сменить режим, /settings — сравнение «до/после», яркость цветов и сила ретуши, "
+              "/mode — сменить режим, /settings — сравнение «до/после», яркость цветов, сила ретуши и какие "
+              "фото увеличиваются ×2 (чёткие оригиналы или сжатые JPEG из мессенджеров и с телефона), "
               "/cancel — отменить ожидающие фото.",
     },
     "choose_mode": {"en": "Choose a mode:", "ru": "Выберите режим:"},
@@ -128,10 +142,16 @@ _TEXTS: dict[str, dict[str, str]] = {
     "settings": {
         "en": "Before/after comparison: {state}.\n"
               "Colours (colourise and restore): {vividness}.\n"
-              "Repair strength (repair and restore): {strength}.",
+              "Repair strength (repair and restore): {strength}.\n"
+              "Photos for ×2 (upscale ×2 and restore): {sr_input}.\n"
+              "Choose compressed for heavily compressed photos (saved from a messenger or strongly compressed "
+              "by a phone); sharp originals and lightly compressed JPEGs come out better with the default.",
         "ru": "Сравнение «до/после»: {state}.\n"
               "Цвета (раскраска и восстановление): {vividness}.\n"
-              "Сила ретуши (ретушь и восстановление): {strength}.",
+              "Сила ретуши (ретушь и восстановление): {strength}.\n"
+              "Фото для ×2 (увеличение ×2 и восстановление): {sr_input}.\n"
+              "«Сжатые» — для сильно сжатых фото (сохранённых из мессенджера или пережатых телефоном); "
+              "чёткие оригиналы и слабо сжатые JPEG лучше получаются с вариантом по умолчанию.",
     },
     "settings_compare": {
         "en": "Before/after comparison: {state}.",
@@ -144,6 +164,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     "strength_set": {
         "en": "Repair strength: {strength}.",
         "ru": "Сила ретуши: {strength}.",
+    },
+    "sr_input_set": {
+        "en": "Photos for ×2: {sr_input}.",
+        "ru": "Фото для ×2: {sr_input}.",
     },
     "on": {"en": "on", "ru": "включено"},
     "off": {"en": "off", "ru": "выключено"},
@@ -283,10 +307,22 @@ def strength_name(lang: str, strength: RepairStrength) -> str:
     return STRENGTH_NAMES.get(lang, STRENGTH_NAMES[DEFAULT_LANGUAGE])[strength][1]
 
 
-def settings_text(lang: str, compare: bool, vividness: Vividness, strength: RepairStrength) -> str:
+def sr_input_button(lang: str, sr_input: SrInput) -> str:
+    """Button label of a ×2 input setting."""
+    return SR_INPUT_NAMES.get(lang, SR_INPUT_NAMES[DEFAULT_LANGUAGE])[sr_input][0]
+
+
+def sr_input_name(lang: str, sr_input: SrInput) -> str:
+    """How the /settings message names a ×2 input setting."""
+    return SR_INPUT_NAMES.get(lang, SR_INPUT_NAMES[DEFAULT_LANGUAGE])[sr_input][1]
+
+
+def settings_text(lang: str, compare: bool, vividness: Vividness, strength: RepairStrength,
+                  sr_input: SrInput = DEFAULT_SR_INPUT) -> str:
     """The /settings message: every setting as it is now."""
     return text(lang, "settings", state=text(lang, "on" if compare else "off"),
-                vividness=vividness_name(lang, vividness), strength=strength_name(lang, strength))
+                vividness=vividness_name(lang, vividness), strength=strength_name(lang, strength),
+                sr_input=sr_input_name(lang, sr_input))
 
 
 def limit_values(limits: Limits, download_limit: int) -> dict[str, float]:

@@ -3,8 +3,9 @@
 One :class:`aiohttp.ClientSession` for the bot's whole life (connection reuse), a timeout per
 call, retries with exponential backoff on 503 and on connection errors (TorchServe restarting,
 a worker coming back), the ``Authorization: Bearer`` header when an inference key is set, the
-``X-Vividness`` header (the user's colour setting) on the colour endpoints only, and the
-``X-Repair-Strength`` header (the user's repair setting) on the repairing endpoints only.
+``X-Vividness`` header (the user's colour setting) on the colour endpoints only, the
+``X-Repair-Strength`` header (the user's repair setting) on the repairing endpoints only, and the
+``X-SR-Input`` header (what the user's photos are) on the endpoints that run the ×2 model only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from restoration.names import COLORIZE, REPAIR, WORKFLOW_RESTORE, prediction_path
+from restoration.names import COLORIZE, REPAIR, SR_X2, WORKFLOW_RESTORE, prediction_path
 
 from . import metrics
 from .credentials import KeySource, current
@@ -37,6 +38,11 @@ COLOUR_PATHS = frozenset({prediction_path(COLORIZE), prediction_path(WORKFLOW_RE
 # the workflow that starts with it.
 STRENGTH_HEADER = "X-Repair-Strength"
 REPAIR_PATHS = frozenset({prediction_path(REPAIR), prediction_path(WORKFLOW_RESTORE)})
+# Which ×2 weights serve: "compressed" picks the variant trained on degraded LR; absent (or
+# "clean"): the default. Read by sr_x2 and the workflow that ends with it (×4 has one model).
+SR_INPUT_HEADER = "X-SR-Input"
+SR_INPUTS = ("clean", "compressed")  # the server answers 400 BadSrInput to anything else
+SR_X2_PATHS = frozenset({prediction_path(SR_X2), prediction_path(WORKFLOW_RESTORE)})
 
 
 class TorchServeError(Exception):
@@ -121,6 +127,13 @@ def format_strength(value: float) -> str:
     return _unit_value("repair strength", value)
 
 
+def format_sr_input(value: str) -> str:
+    """The ``X-SR-Input`` value: ``clean`` or ``compressed``."""
+    if value not in SR_INPUTS:
+        raise ValueError(f"sr_input must be one of {', '.join(SR_INPUTS)}, got {value!r}")
+    return value
+
+
 class TorchServeClient:
     """Calls ``POST {base}/predictions/<model>`` and ``POST {base}/wfpredict/<workflow>``."""
 
@@ -140,7 +153,8 @@ class TorchServeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _headers(self, path: str, vividness: float | None = None, strength: float | None = None) -> dict[str, str]:
+    def _headers(self, path: str, vividness: float | None = None, strength: float | None = None,
+                 sr_input: str | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/octet-stream", "Accept": "image/png"}
         key = current(self.token)
         if key:
@@ -149,6 +163,8 @@ class TorchServeClient:
             headers[VIVIDNESS_HEADER] = format_vividness(vividness)
         if strength is not None and path in REPAIR_PATHS:
             headers[STRENGTH_HEADER] = format_strength(strength)
+        if sr_input is not None and path in SR_X2_PATHS:
+            headers[SR_INPUT_HEADER] = format_sr_input(sr_input)
         return headers
 
     @property
@@ -163,13 +179,14 @@ class TorchServeClient:
             await self._session.close()
 
     async def predict(self, path: str, data: bytes, target: str = "", vividness: float | None = None,
-                      strength: float | None = None) -> Prediction:
+                      strength: float | None = None, sr_input: str | None = None) -> Prediction:
         """Send image bytes to ``path`` and return the image TorchServe answers with.
 
         ``vividness`` (0 … 1) goes out as ``X-Vividness`` to the colour endpoints (colorize and the
         restore workflow) and is left out for the others; ``strength`` (0 … 1) goes out as
-        ``X-Repair-Strength`` to the repairing endpoints (repair and the restore workflow) only.
-        ``None`` sends no header.
+        ``X-Repair-Strength`` to the repairing endpoints (repair and the restore workflow) only;
+        ``sr_input`` (``clean`` or ``compressed``) goes out as ``X-SR-Input`` to the endpoints that
+        run the ×2 model (sr_x2 and the restore workflow) only. ``None`` sends no header.
 
         Raises :class:`TorchServeError`: 4xx for a refused image (not retried), the final status
         after retries for 5xx, 0 with kind ``Unavailable`` when TorchServe cannot be reached, and
@@ -177,7 +194,7 @@ class TorchServeClient:
         """
         target = target or path.rsplit("/", 1)[-1]
         url = self.base_url + path
-        headers = self._headers(path, vividness, strength)
+        headers = self._headers(path, vividness, strength, sr_input)
         attempt = 0
         while True:
             started = time.monotonic()

@@ -1,8 +1,8 @@
 """The real bot process against the Telegram stand-in and a real TorchServe serving tiny models.
 
 One bot for the module; every test plays a different user so the conversations stay apart. The
-colour- and repair-setting tests run a second bot (with its own Telegram stand-in) whose TorchServe
-calls go through a recording pass-through, so the headers it sends can be read back.
+colour-, repair- and ×2-input-setting tests run a second bot (with its own Telegram stand-in) whose
+TorchServe calls go through a recording pass-through, so the headers it sends can be read back.
 """
 
 from __future__ import annotations
@@ -100,6 +100,17 @@ def choose_strength(stub: TelegramStub, user: User, choice: str) -> None:
     """/settings, then tap light, medium or full repair, as a user would; waits for the answer."""
     menu = open_settings(stub, user)
     data = f"rep:{choice}"
+    assert data in [b["callback_data"] for b in buttons_of(menu)]
+    before = len(stub.calls_of("answerCallbackQuery"))
+    stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], data)
+    stub.wait_for(lambda: len(stub.calls_of("answerCallbackQuery")) > before, 20, "the button answer")
+
+
+def choose_sr_input(stub: TelegramStub, user: User, choice: str) -> None:
+    """/settings, then tap sharp originals (clean) or compressed photos, as a user would; waits for
+    the answer."""
+    menu = open_settings(stub, user)
+    data = f"sri:{choice}"
     assert data in [b["callback_data"] for b in buttons_of(menu)]
     before = len(stub.calls_of("answerCallbackQuery"))
     stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], data)
@@ -274,10 +285,11 @@ def test_before_after_comparison_is_a_setting(stub, bot):
     stub.user_text(user, "/settings")
     menu = stub.wait_for(lambda: [c for c in stub.calls_of("sendMessage", user.id) if "reply_markup" in c.params],
                          20, "the settings switch")[0]
-    (button,), colours, strengths = menu.params["reply_markup"]["inline_keyboard"]
+    (button,), colours, strengths, sr_inputs = menu.params["reply_markup"]["inline_keyboard"]
     assert "off" in button["text"] and button["callback_data"] == "cmp:1"
     assert [b["callback_data"] for b in colours] == ["viv:natural", "viv:default", "viv:vivid"]
     assert [b["callback_data"] for b in strengths] == ["rep:light", "rep:medium", "rep:full"]
+    assert [b["callback_data"] for b in sr_inputs] == ["sri:clean", "sri:compressed"]
     stub.user_presses(user, stub.messages[(user.id, menu.result["message_id"])], button["callback_data"])
     stub.wait_for(lambda: any("comparison: on" in t for t in stub.texts_to(user.id)), 20, "the switch turned on")
     choose_mode(stub, user, "x2")
@@ -532,7 +544,7 @@ def test_repair_strength_is_sent_to_the_repairing_endpoints_only(recorded):
     menu = open_settings(stub, user)
     assert "Repair strength (repair and restore): full (default)." in menu.params["text"]
     marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith("•")]
-    assert marked == ["viv:default", "rep:full"]  # the defaults for a new user
+    assert marked == ["viv:default", "rep:full", "sri:clean"]  # the defaults for a new user
     grey = encode(photo(40, 32, seed=52).convert("L"), "JPEG", quality=70)
 
     def run(mode: str, data: bytes) -> tuple[Forwarded, bytes]:
@@ -554,7 +566,8 @@ def test_repair_strength_is_sent_to_the_repairing_endpoints_only(recorded):
                   20, "the settings message edited to show it")
     assert "Repair strength: light." in [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
     again = open_settings(stub, user)  # kept in the user's state
-    assert [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")] == ["viv:default", "rep:light"]
+    marked = [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")]
+    assert marked == ["viv:default", "rep:light", "sri:clean"]
 
     light_request, light_png = run("repair", grey)
     assert light_request.headers.get("X-Repair-Strength") == "0.3" and "X-Vividness" not in light_request.headers
@@ -591,9 +604,78 @@ def test_repair_strength_setting_in_russian(recorded):
     assert "Сила ретуши: средняя." in [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
 
 
-def test_a_resumed_job_keeps_its_repair_strength(torchserve, tmp_path):
-    """The setting travels with the job in the job store: a job accepted before a SIGKILL is
-    repaired with the user's strength after the restart (the FSM memory is gone by then)."""
+# -- the ×2 input setting (X-SR-Input) -----------------------------------------------------------
+
+
+def test_sr_input_is_sent_to_the_x2_endpoints_only(recorded):
+    stub, recorder, bot = recorded
+    user = User(5401)
+    menu = open_settings(stub, user)
+    assert "Photos for ×2 (upscale ×2 and restore): sharp (scans, camera originals; default)." in menu.params["text"]
+    marked = [b["callback_data"] for b in buttons_of(menu) if b["text"].startswith("•")]
+    assert marked == ["viv:default", "rep:full", "sri:clean"]  # the defaults for a new user
+    jpeg = encode(photo(40, 32, seed=60), "JPEG", quality=60)
+
+    def run(mode: str) -> tuple[Forwarded, bytes]:
+        """One photo in ``mode``: the request TorchServe got and the PNG the user got."""
+        choose_mode(stub, user, mode)
+        seen, done = len(recorder.requests), len(stub.calls_of("sendDocument", user.id))
+        stub.user_photo(user, jpeg, 40, 32)
+        _, documents = results_for(stub, user, done + 1)
+        (request,) = recorder.since(seen)
+        assert request.status == 200 and request.body == jpeg
+        return request, documents[-1].upload("document")[1]
+
+    clean_request, clean_png = run("x2")
+    assert clean_request.path == "/predictions/sr_x2" and "X-SR-Input" not in clean_request.headers
+    assert size_of(clean_png) == (80, 64)
+
+    choose_sr_input(stub, user, "compressed")
+    stub.wait_for(lambda: any("Photos for ×2 (upscale ×2 and restore): compressed (messenger and phone JPEGs)." in t
+                              for t in stub.texts_to(user.id)), 20, "the settings message edited to show it")
+    answers = [c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
+    assert "Photos for ×2: compressed (messenger and phone JPEGs)." in answers
+    again = open_settings(stub, user)  # kept in the user's state
+    marked = [b["callback_data"] for b in buttons_of(again) if b["text"].startswith("•")]
+    assert marked == ["viv:default", "rep:full", "sri:compressed"]
+
+    compressed_request, compressed_png = run("x2")
+    assert compressed_request.path == "/predictions/sr_x2"
+    assert compressed_request.headers.get("X-SR-Input") == "compressed"
+    assert size_of(compressed_png) == (80, 64) and compressed_png != clean_png  # the other weights served
+    restore_request, restore_png = run("restore")
+    assert restore_request.path == "/wfpredict/restore" and size_of(restore_png) == (80, 64)
+    assert restore_request.headers.get("X-SR-Input") == "compressed"
+    assert "X-Repair-Strength" not in restore_request.headers and "X-Vividness" not in restore_request.headers
+    for mode, path in (("colorize", "/predictions/colorize"), ("repair", "/predictions/repair"),
+                       ("x4", "/predictions/sr_x4")):
+        other_request, _ = run(mode)
+        assert other_request.path == path and "X-SR-Input" not in other_request.headers, mode
+
+    choose_sr_input(stub, user, "clean")
+    back_request, back_png = run("x2")
+    assert "X-SR-Input" not in back_request.headers and back_png == clean_png
+    assert "Traceback" not in bot.log()
+
+
+def test_sr_input_setting_in_russian(recorded):
+    stub, _, _ = recorded
+    user = User(5402, language_code="ru")
+    menu = open_settings(stub, user)
+    assert ("Фото для ×2 (увеличение ×2 и восстановление): чёткие (сканы, оригиналы с камеры; по умолчанию)."
+            in menu.params["text"])
+    labels = [b["text"] for b in buttons_of(menu)]
+    assert any("Чёткие оригиналы" in label for label in labels) and any("Сжатые JPEG" in label for label in labels)
+    choose_sr_input(stub, user, "compressed")
+    stub.wait_for(lambda: any("Фото для ×2 (увеличение ×2 и восстановление): сжатые (JPEG из мессенджеров и с телефона)."
+                              in t for t in stub.texts_to(user.id)), 20, "the edited settings")
+    assert "Фото для ×2: сжатые (JPEG из мессенджеров и с телефона)." in [
+        c.params.get("text", "") for c in stub.calls_of("answerCallbackQuery")]
+
+
+def test_a_resumed_job_keeps_its_repair_strength_and_sr_input(torchserve, tmp_path):
+    """The settings travel with the job in the job store: a restore job accepted before a SIGKILL
+    runs with the user's strength and ×2 input after the restart (the FSM memory is gone by then)."""
     with TelegramStub() as stub, RecordingTorchServe(torchserve.inference_url) as recorder:
         def start() -> BotProcess:
             process = BotProcess(stub.base_url, stub.token, recorder.url, tmp_path / "state",
@@ -607,9 +689,12 @@ def test_a_resumed_job_keeps_its_repair_strength(torchserve, tmp_path):
         try:
             first = start()
             user = User(5301)
-            choose_mode(stub, user, "repair")
+            choose_mode(stub, user, "restore")
             choose_strength(stub, user, "medium")
             stub.wait_for(lambda: any("medium." in t for t in stub.texts_to(user.id)), 20, "the strength chosen")
+            choose_sr_input(stub, user, "compressed")
+            stub.wait_for(lambda: any("restore): compressed" in t for t in stub.texts_to(user.id)), 20,
+                          "the ×2 input chosen")
             release = stub.hold("file")
             stub.user_photo(user, encode(photo(48, 40, seed=54), "JPEG"), 48, 40)
             stub.wait_for(lambda: stub.held() == 1, 30, "the download to be held")
@@ -618,12 +703,14 @@ def test_a_resumed_job_keeps_its_repair_strength(torchserve, tmp_path):
             assert not recorder.requests
             restarted = start()
             _, documents = results_for(stub, user, 1)
-            assert size_of(documents[0].upload("document")[1]) == (48, 40)
+            assert size_of(documents[0].upload("document")[1]) == (96, 80)
             (request,) = recorder.requests
-            assert request.path == "/predictions/repair" and request.headers.get("X-Repair-Strength") == "0.6"
+            assert request.path == "/wfpredict/restore" and request.headers.get("X-Repair-Strength") == "0.6"
+            assert request.headers.get("X-SR-Input") == "compressed"
             assert restarted.metric("bot_jobs_resumed_total") == 1
             # the new process forgot the user's settings (memory storage), the job did not
-            assert "full (default)." in open_settings(stub, user).params["text"]
+            shown = open_settings(stub, user).params["text"]
+            assert "full (default)." in shown and "sharp (scans, camera originals; default)." in shown
         finally:
             for process in started:
                 process.stop()
@@ -644,7 +731,7 @@ def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
         stub.wait_for(lambda: any(c.params.get("callback_query_id") == query_id
                                   for c in stub.calls_of("answerCallbackQuery")[answered:]), 20,
                       f"the answer to {data}")
-        if fresh and data.startswith(("mode:", "cmp:", "viv:", "rep:")):
+        if fresh and data.startswith(("mode:", "cmp:", "viv:", "rep:", "sri:")):
             return stub.wait_for(lambda: len(keyboards_sent()) > sent and keyboards_sent()[-1], 20,
                                  f"a fresh keyboard after {data}").params
         return {}
@@ -664,10 +751,14 @@ def test_buttons_under_messages_too_old_to_edit_are_answered(stub, bot):
     fresh = press_old(old, "rep:light")
     assert "Colours (colourise and restore): vivid." in fresh["text"] and "(repair and restore): light." in fresh["text"]
     press_old(old, "rep:off", fresh=False)  # not a strength this version offers: answered, ignored
+    fresh = press_old(old, "sri:compressed")
+    assert "(repair and restore): light." in fresh["text"] and "(upscale ×2 and restore): compressed" in fresh["text"]
+    press_old(old, "sri:blurry", fresh=False)  # not an input this version offers: answered, ignored
     press_old(old, "old:button-from-an-older-version")
     # nothing tried to edit the old messages, and the choices were kept
     assert not [c for c in stub.calls if c.method == "editMessageText" and c.chat_id == user.id]
     now = open_settings(stub, user)
     assert "comparison: on" in now.params["text"] and "vivid." in now.params["text"] and "light." in now.params["text"]
+    assert "(upscale ×2 and restore): compressed" in now.params["text"]
     assert "AttributeError" not in bot.log() and "InaccessibleMessage" not in bot.log()
     assert bot.proc.poll() is None

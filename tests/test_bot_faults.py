@@ -209,11 +209,11 @@ def redis_url(tmp_path):
 
 
 def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redis_url, tmp_path):
-    """With BOT_REDIS_URL the chosen mode, colour setting and repair strength are kept in Redis: a
-    new bot process (nothing else shared) still knows them."""
+    """With BOT_REDIS_URL the chosen mode, colour setting, repair strength and ×2 input are kept in
+    Redis: a new bot process (nothing else shared) still knows them."""
     import redis
 
-    from tests.test_bot_e2e import choose_mode, choose_strength, choose_vividness, open_settings
+    from tests.test_bot_e2e import choose_mode, choose_sr_input, choose_strength, choose_vividness, open_settings
 
     user = User(2401)
     first = bots(torchserve.inference_url, BOT_REDIS_URL=redis_url)
@@ -223,11 +223,14 @@ def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redi
     stub.wait_for(lambda: any("restore): vivid." in t for t in stub.texts_to(user.id)), 20, "the colour setting")
     choose_strength(stub, user, "light")
     stub.wait_for(lambda: any("restore): light." in t for t in stub.texts_to(user.id)), 20, "the repair strength")
+    choose_sr_input(stub, user, "compressed")
+    stub.wait_for(lambda: any("restore): compressed" in t for t in stub.texts_to(user.id)), 20, "the ×2 input")
     client = redis.Redis.from_url(redis_url)
     stored = [k.decode() for k in client.keys("*")]
     assert any(str(user.id) in k for k in stored), stored
     data = [json.loads(client.get(k)) for k in stored if k.endswith(":data")]
-    assert {"mode": "x4", "vividness": "vivid", "repair_strength": "light"}.items() <= data[0].items(), data
+    wanted = {"mode": "x4", "vividness": "vivid", "repair_strength": "light", "sr_input": "compressed"}
+    assert wanted.items() <= data[0].items(), data
     assert first.terminate() == 0
     shutil.rmtree(tmp_path / "state")  # the job store goes too: only Redis can remember the mode
 
@@ -237,6 +240,7 @@ def test_mode_lives_in_redis_and_survives_a_restart(stub, bots, torchserve, redi
     assert size_of(documents_to(stub, user)[0].upload("document")[1]) == (160, 120)  # ×4, not the default
     shown = open_settings(stub, user).params["text"]
     assert "Colours (colourise and restore): vivid." in shown and "Repair strength (repair and restore): light." in shown
+    assert "Photos for ×2 (upscale ×2 and restore): compressed (messenger and phone JPEGs)." in shown
     assert second.proc.poll() is None
 
 

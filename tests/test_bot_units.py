@@ -18,13 +18,22 @@ from bot.jobs import Job, JobItem, JobQueue, QueueFull, UserRateLimiter
 from bot.keyboards import (
     CompareToggle,
     ModeChoice,
+    SrInputChoice,
     StrengthChoice,
     VividnessChoice,
     modes_keyboard,
     settings_keyboard,
 )
 from bot.logs import REDACTED, RedactSecrets
-from bot.modes import DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from bot.modes import (
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
 from bot.results import encode_photo, fits_photo_limits, photo_size, result_file_name, side_by_side
 from bot.routers.images import looks_like_image
 from bot.store import JobStore
@@ -33,6 +42,7 @@ from bot.texts import (
     COMMANDS,
     LANGUAGES,
     MODE_NAMES,
+    SR_INPUT_NAMES,
     STRENGTH_NAMES,
     VIVIDNESS_NAMES,
     help_text,
@@ -44,6 +54,7 @@ from bot.texts import (
 from bot.torchserve import (
     TorchServeClient,
     TorchServeError,
+    format_sr_input,
     format_strength,
     format_vividness,
     parse_error,
@@ -88,35 +99,70 @@ def test_callback_data_round_trip_and_rejects_unknown_mode():
 
 @pytest.mark.parametrize("compare", [True, False])
 def test_settings_keyboard_switches_to_the_other_state(compare):
-    (button,), _, _ = settings_keyboard("en", compare).inline_keyboard
+    (button,), _, _, _ = settings_keyboard("en", compare).inline_keyboard
     assert CompareToggle.unpack(button.callback_data).on is (not compare)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("current", list(Vividness))
 def test_settings_keyboard_offers_the_colour_settings_and_marks_the_current(lang, current):
-    _, row, _ = settings_keyboard(lang, False, current).inline_keyboard
+    _, row, _, _ = settings_keyboard(lang, False, current).inline_keyboard
     assert [VividnessChoice.unpack(b.callback_data).vividness for b in row] == [
         Vividness.NATURAL, Vividness.DEFAULT, Vividness.VIVID]
     marked = [VividnessChoice.unpack(b.callback_data).vividness for b in row if b.text.startswith("•")]
     assert marked == [current]
     assert all(len(b.callback_data.encode()) <= 64 for b in row)
     # without a setting: the default is marked
-    _, row, _ = settings_keyboard(lang, True).inline_keyboard
+    _, row, _, _ = settings_keyboard(lang, True).inline_keyboard
     assert [b.callback_data for b in row if b.text.startswith("•")] == ["viv:default"]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("current", list(RepairStrength))
 def test_settings_keyboard_offers_the_repair_strengths_and_marks_the_current(lang, current):
-    _, colours, row = settings_keyboard(lang, False, Vividness.VIVID, current).inline_keyboard
+    _, colours, row, _ = settings_keyboard(lang, False, Vividness.VIVID, current).inline_keyboard
     assert [StrengthChoice.unpack(b.callback_data).strength for b in row] == [
         RepairStrength.LIGHT, RepairStrength.MEDIUM, RepairStrength.FULL]
     assert [b.text.startswith("•") for b in row] == [level == current for level in RepairStrength]
     assert [b.callback_data for b in colours if b.text.startswith("•")] == ["viv:vivid"]  # each row its own
     assert all(len(b.callback_data.encode()) <= 64 for b in row)
-    _, _, row = settings_keyboard(lang, True).inline_keyboard
+    _, _, row, _ = settings_keyboard(lang, True).inline_keyboard
     assert [b.callback_data for b in row if b.text.startswith("•")] == ["rep:full"]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("current", list(SrInput))
+def test_settings_keyboard_offers_the_sr_inputs_and_marks_the_current(lang, current):
+    keyboard = settings_keyboard(lang, False, Vividness.VIVID, RepairStrength.LIGHT, current).inline_keyboard
+    _, colours, strengths, row = keyboard
+    assert [SrInputChoice.unpack(b.callback_data).sr_input for b in row] == [SrInput.CLEAN, SrInput.COMPRESSED]
+    assert [b.text.startswith("•") for b in row] == [kind == current for kind in SrInput]
+    # each row its own mark
+    assert [b.callback_data for b in colours if b.text.startswith("•")] == ["viv:vivid"]
+    assert [b.callback_data for b in strengths if b.text.startswith("•")] == ["rep:light"]
+    assert all(len(b.callback_data.encode()) <= 64 for b in row)
+    assert all(len(b.text) <= 24 for b in row)  # two to a row on a phone without being cut
+    *_, row = settings_keyboard(lang, True).inline_keyboard
+    assert [b.callback_data for b in row if b.text.startswith("•")] == ["sri:clean"]
+
+
+def test_sr_input_values_sent_and_parsed():
+    # sharp originals send nothing: the default ×2 weights are the ones for clean inputs
+    assert SrInput.CLEAN.value_sent is None and SrInput.COMPRESSED.value_sent == "compressed"
+    assert DEFAULT_SR_INPUT is SrInput.CLEAN
+    assert SrInputChoice(sr_input=SrInput.COMPRESSED).pack() == "sri:compressed"
+    assert SrInputChoice.unpack("sri:clean").sr_input is SrInput.CLEAN
+    with pytest.raises(ValueError):
+        SrInputChoice.unpack("sri:blurry")
+    assert SrInput.parse("compressed") is SrInput.COMPRESSED
+    for junk in (None, "", "blurry", 1, ["compressed"]):
+        assert SrInput.parse(junk) is SrInput.CLEAN
+    # the modes that run the ×2 model; ×4 has one model and ignores the setting
+    assert [m for m in Mode if m.upscales_x2] == [Mode.UPSCALE_X2, Mode.RESTORE]
+    assert format_sr_input("compressed") == "compressed" and format_sr_input("clean") == "clean"
+    for bad in ("", "Compressed", "blurry"):
+        with pytest.raises(ValueError, match="sr_input"):
+            format_sr_input(bad)
 
 
 def test_repair_strength_values_sent_and_parsed():
@@ -156,12 +202,31 @@ def test_vividness_values_sent_and_parsed():
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_settings_text_names_every_setting(lang):
     assert set(VIVIDNESS_NAMES[lang]) == set(Vividness) and set(STRENGTH_NAMES[lang]) == set(RepairStrength)
+    assert set(SR_INPUT_NAMES[lang]) == set(SrInput)
     for vividness in Vividness:
         for strength in RepairStrength:
-            shown = settings_text(lang, True, vividness, strength)
-            assert VIVIDNESS_NAMES[lang][vividness][1] in shown and text(lang, "on") in shown
-            assert STRENGTH_NAMES[lang][strength][1] in shown
+            for sr_input in SrInput:
+                shown = settings_text(lang, True, vividness, strength, sr_input)
+                assert VIVIDNESS_NAMES[lang][vividness][1] in shown and text(lang, "on") in shown
+                assert STRENGTH_NAMES[lang][strength][1] in shown and SR_INPUT_NAMES[lang][sr_input][1] in shown
     assert len({label for label, _ in STRENGTH_NAMES[lang].values()}) == len(RepairStrength)
+    assert len({label for label, _ in SR_INPUT_NAMES[lang].values()}) == len(SrInput)
+    assert settings_text(lang, False, Vividness.DEFAULT, RepairStrength.FULL) == settings_text(
+        lang, False, Vividness.DEFAULT, RepairStrength.FULL, SrInput.CLEAN)  # the default when not given
+
+
+def test_settings_text_says_when_to_choose_compressed():
+    en = settings_text("en", False, Vividness.DEFAULT, RepairStrength.FULL, SrInput.COMPRESSED)
+    assert "Photos for ×2 (upscale ×2 and restore): compressed (messenger and phone JPEGs)." in en
+    assert "heavily compressed" in en and "sharp originals" in en
+    ru = settings_text("ru", False, Vividness.DEFAULT, RepairStrength.FULL, SrInput.CLEAN)
+    assert "Фото для ×2 (увеличение ×2 и восстановление): чёткие (сканы, оригиналы с камеры; по умолчанию)." in ru
+    assert "сильно сжатых" in ru and "чёткие оригиналы" in ru
+    assert text("en", "sr_input_set", sr_input="x") == "Photos for ×2: x."
+    assert text("ru", "sr_input_set", sr_input="x") == "Фото для ×2: x."
+    assert "compressed" in dict(COMMANDS["en"])["settings"] and "сжатые" in dict(COMMANDS["ru"])["settings"]
+    limits = Limits()
+    assert "compressed JPEGs" in help_text("en", limits, 20 * MB) and "сжатые JPEG" in help_text("ru", limits, 20 * MB)
 
 
 # -- texts ---------------------------------------------------------------------------------------
@@ -179,8 +244,9 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders():
     for lang in LANGUAGES:
         assert set(MODE_NAMES[lang]) == set(Mode)
         assert set(VIVIDNESS_NAMES[lang]) == set(Vividness) and set(STRENGTH_NAMES[lang]) == set(RepairStrength)
+        assert set(SR_INPUT_NAMES[lang]) == set(SrInput)
         assert [c for c, _ in COMMANDS[lang]] == [c for c, _ in COMMANDS["en"]]
-    for names in (MODE_NAMES, VIVIDNESS_NAMES, STRENGTH_NAMES):
+    for names in (MODE_NAMES, VIVIDNESS_NAMES, STRENGTH_NAMES, SR_INPUT_NAMES):
         assert all(names["en"][k] != names["ru"][k] for k in names["en"]), names["ru"]
 
 
@@ -416,15 +482,17 @@ def test_job_store_round_trip_and_duplicates(tmp_path):
     assert back.id == job.id and back.done == 2 and back.remaining == 1 and back.status_message_id == 777
     assert back.items[1].file_name == "b.png" and back.mode is Mode.UPSCALE_X2 and back.resumed
     assert back.vividness is Vividness.DEFAULT and back.repair_strength is RepairStrength.FULL
+    assert back.sr_input is SrInput.CLEAN
     reopened.finish(job.id, "ok")
     assert reopened.unfinished() == [] and reopened.counts() == {"finished": 1}
     assert reopened.prune(older_than_s=-1) == 1
     vivid = _job(6, mid=200)
     vivid.mode, vivid.vividness, vivid.repair_strength = Mode.REPAIR, Vividness.VIVID, RepairStrength.LIGHT
+    vivid.sr_input = SrInput.COMPRESSED
     assert reopened.add(vivid)
     (back,) = reopened.unfinished()
     assert back.id == vivid.id and back.vividness is Vividness.VIVID and back.repair_strength is RepairStrength.LIGHT
-    assert back.mode is Mode.REPAIR
+    assert back.mode is Mode.REPAIR and back.sr_input is SrInput.COMPRESSED
 
 
 # The jobs table as the bot created it before the colour setting existed (nor the repair strength).
@@ -455,6 +523,7 @@ def test_job_store_from_before_the_colour_setting_still_loads(tmp_path):
     (old,) = store.unfinished()
     assert old.mode is Mode.COLORIZE and old.compare and old.lang == "ru" and old.items[0].file_id == "f1"
     assert old.vividness is Vividness.DEFAULT and old.repair_strength is RepairStrength.FULL and old.resumed
+    assert old.sr_input is SrInput.CLEAN
     newer = _job(8, mid=20)
     newer.vividness, newer.repair_strength = Vividness.NATURAL, RepairStrength.MEDIUM
     assert store.add(newer)
@@ -486,7 +555,48 @@ def test_job_store_from_before_the_repair_strength_still_loads(tmp_path):
     (old,) = store.unfinished()
     assert old.mode is Mode.RESTORE and old.vividness is Vividness.VIVID
     assert old.repair_strength is RepairStrength.FULL  # the old bot sent no strength: the server's full one
+    assert old.sr_input is SrInput.CLEAN
     store.close()
+
+
+# The jobs table of the bot that had the colour setting and the repair strength but not the ×2 input.
+STRENGTH_SCHEMA = VIVIDNESS_SCHEMA.replace("vividness TEXT NOT NULL DEFAULT 'default',",
+                                           "vividness TEXT NOT NULL DEFAULT 'default', "
+                                           "repair_strength TEXT NOT NULL DEFAULT 'full',")
+
+
+def test_job_store_from_before_the_sr_input_still_loads(tmp_path):
+    import json
+    import sqlite3
+
+    from bot.store import ADDED_COLUMNS
+
+    assert ADDED_COLUMNS["sr_input"] == "TEXT NOT NULL DEFAULT 'clean'"
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(STRENGTH_SCHEMA)
+        items = json.dumps([{"file_id": "f1", "message_id": 10, "kind": "photo"}])
+        db.execute("INSERT INTO jobs (user_id, chat_id, source_message_id, lang, mode, compare, items, vividness,"
+                   " repair_strength, created_at, updated_at) VALUES (7, 7, 10, 'en', 'restore', 0, ?, 'vivid',"
+                   " 'medium', 1.0, 1.0)", (items,))
+    db.close()
+    store = JobStore(path)  # as the new bot starting on the old pod's volume
+    columns = [row[1] for row in store._db.execute("PRAGMA table_info(jobs)")]
+    assert columns.count("sr_input") == 1 and columns.count("repair_strength") == 1
+    (old,) = store.unfinished()
+    assert old.mode is Mode.RESTORE and old.vividness is Vividness.VIVID
+    assert old.repair_strength is RepairStrength.MEDIUM
+    assert old.sr_input is SrInput.CLEAN  # the old bot sent no X-SR-Input: the default ×2 weights
+    newer = _job(8, mid=20)
+    newer.sr_input = SrInput.COMPRESSED
+    assert store.add(newer)
+    store.close()
+    again = JobStore(path)  # no second migration needed
+    assert [j.sr_input for j in again.unfinished()] == [SrInput.CLEAN, SrInput.COMPRESSED]
+    # a value this version does not know (written by a newer bot) resumes with the default
+    again._db.execute("UPDATE jobs SET sr_input = 'blurry' WHERE source_message_id = 20")
+    assert [j.sr_input for j in again.unfinished()] == [SrInput.CLEAN, SrInput.CLEAN]
+    again.close()
 
 
 # -- secrets in logs -----------------------------------------------------------------------------
@@ -643,14 +753,50 @@ def test_client_sends_the_repair_strength_to_the_repairing_endpoints_only():
                                                                                "/wfpredict/restore"))
 
 
+def test_client_sends_the_sr_input_to_the_x2_endpoints_only():
+    seen: list[tuple[str, str | None, str | None, str | None]] = []
+
+    async def predict(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("X-SR-Input"), request.headers.get("X-Repair-Strength"),
+                     request.headers.get("X-Vividness")))
+        return web.Response(body=_png(), content_type="image/png")
+
+    async def scenario():
+        app = web.Application()
+        for mode in Mode:
+            app.router.add_post(mode.path, predict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with TorchServeClient(f"http://127.0.0.1:{port}", retries=0) as client:
+                for mode in Mode:
+                    for sr_input in SrInput:
+                        await client.predict(mode.path, b"x", target=mode.target, sr_input=sr_input.value_sent)
+                with pytest.raises(ValueError, match="sr_input"):
+                    await client.predict("/predictions/sr_x2", b"x", sr_input="blurry")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    expected = []
+    for mode in Mode:
+        for sr_input in SrInput:
+            value = "compressed" if sr_input is SrInput.COMPRESSED and mode.upscales_x2 else None
+            expected.append((mode.path, value, None, None))
+    assert seen == expected
+    assert [path for path, value, _, _ in seen if value] == ["/predictions/sr_x2", "/wfpredict/restore"]
+
+
 def test_job_runner_passes_the_jobs_vividness_for_colour_modes_only():
     from bot.processing import JobRunner
 
-    sent: list[tuple[str, float | None, float | None]] = []
+    sent: list[tuple[str, float | None, float | None, str | None]] = []
 
     class FakeTorchServe:
-        async def predict(self, path, data, target="", vividness=None, strength=None):
-            sent.append((path, vividness, strength))
+        async def predict(self, path, data, target="", vividness=None, strength=None, sr_input=None):
+            sent.append((path, vividness, strength, sr_input))
             raise TorchServeError(415, "UnsupportedMediaType", "stop here")
 
     class FakeBot:
@@ -675,13 +821,17 @@ def test_job_runner_passes_the_jobs_vividness_for_colour_modes_only():
             for mode in Mode:
                 job = _job(9, mid=300)
                 job.mode, job.vividness, job.repair_strength = mode, Vividness.VIVID, RepairStrength.LIGHT
+                job.sr_input = SrInput.COMPRESSED
                 assert await runner.process_item(job, job.items[0]) == "refused"
         finally:
             processing.download = original
 
     asyncio.run(scenario())
-    assert sent == [(m.path, 1.0 if m.colours else None, 0.3 if m.repairs else None) for m in Mode]
-    assert ("/predictions/repair", None, 0.3) in sent and ("/wfpredict/restore", 1.0, 0.3) in sent
+    assert sent == [(m.path, 1.0 if m.colours else None, 0.3 if m.repairs else None,
+                     "compressed" if m.upscales_x2 else None) for m in Mode]
+    assert ("/predictions/repair", None, 0.3, None) in sent and ("/wfpredict/restore", 1.0, 0.3, "compressed") in sent
+    # the ×2 input goes with the x2 mode and restore only: never with colourise, repair or ×4
+    assert [path for path, _, _, sr_input in sent if sr_input] == ["/predictions/sr_x2", "/wfpredict/restore"]
 
 
 def test_a_button_under_an_inaccessible_message_gets_a_fresh_message():

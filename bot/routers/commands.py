@@ -19,10 +19,27 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from ..config import Settings
 from ..jobs import JobQueue
-from ..keyboards import CompareToggle, ModeChoice, StrengthChoice, VividnessChoice, modes_keyboard, settings_keyboard
-from ..modes import DEFAULT_MODE, DEFAULT_REPAIR_STRENGTH, DEFAULT_VIVIDNESS, Mode, RepairStrength, Vividness
+from ..keyboards import (
+    CompareToggle,
+    ModeChoice,
+    SrInputChoice,
+    StrengthChoice,
+    VividnessChoice,
+    modes_keyboard,
+    settings_keyboard,
+)
+from ..modes import (
+    DEFAULT_MODE,
+    DEFAULT_REPAIR_STRENGTH,
+    DEFAULT_SR_INPUT,
+    DEFAULT_VIVIDNESS,
+    Mode,
+    RepairStrength,
+    SrInput,
+    Vividness,
+)
 from ..store import CANCELLED, JobStore
-from ..texts import help_text, mode_name, settings_text, strength_name, text, vividness_name
+from ..texts import help_text, mode_name, settings_text, sr_input_name, strength_name, text, vividness_name
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +53,12 @@ class Preferences(NamedTuple):
     compare: bool
     vividness: Vividness
     repair_strength: RepairStrength
+    sr_input: SrInput
 
 
 async def preferences(state: FSMContext, settings: Settings) -> Preferences:
-    """The user's mode, comparison, colour and repair settings; the defaults for what was never
-    chosen (or is unknown, e.g. written by another version of the bot)."""
+    """The user's mode, comparison, colour, repair and ×2 input settings; the defaults for what was
+    never chosen (or is unknown, e.g. written by another version of the bot)."""
     data = await state.get_data()
     try:
         mode = Mode(data.get("mode", DEFAULT_MODE))
@@ -48,13 +66,19 @@ async def preferences(state: FSMContext, settings: Settings) -> Preferences:
         mode = DEFAULT_MODE
     return Preferences(mode=mode, compare=bool(data.get("compare", settings.compare_default)),
                        vividness=Vividness.parse(data.get("vividness", DEFAULT_VIVIDNESS)),
-                       repair_strength=RepairStrength.parse(data.get("repair_strength", DEFAULT_REPAIR_STRENGTH)))
+                       repair_strength=RepairStrength.parse(data.get("repair_strength", DEFAULT_REPAIR_STRENGTH)),
+                       sr_input=SrInput.parse(data.get("sr_input", DEFAULT_SR_INPUT)))
+
+
+def settings_view(lang: str, prefs: Preferences) -> tuple[str, InlineKeyboardMarkup]:
+    """The /settings message and keyboard showing ``prefs``."""
+    return (settings_text(lang, prefs.compare, prefs.vividness, prefs.repair_strength, prefs.sr_input),
+            settings_keyboard(lang, prefs.compare, prefs.vividness, prefs.repair_strength, prefs.sr_input))
 
 
 async def show_settings_in_place(query: CallbackQuery, bot: Bot, lang: str, prefs: Preferences) -> None:
     """The /settings message and keyboard after a tap, showing ``prefs``."""
-    await show_in_place(query, bot, settings_text(lang, prefs.compare, prefs.vividness, prefs.repair_strength),
-                        settings_keyboard(lang, prefs.compare, prefs.vividness, prefs.repair_strength))
+    await show_in_place(query, bot, *settings_view(lang, prefs))
 
 
 async def show_in_place(query: CallbackQuery, bot: Bot, message_text: str, markup: InlineKeyboardMarkup) -> None:
@@ -100,9 +124,8 @@ async def mode_chosen(query: CallbackQuery, callback_data: ModeChoice, state: FS
 
 @router.message(Command("settings"))
 async def show_settings(message: Message, state: FSMContext, lang: str, settings: Settings) -> None:
-    prefs = await preferences(state, settings)
-    await message.answer(settings_text(lang, prefs.compare, prefs.vividness, prefs.repair_strength),
-                         reply_markup=settings_keyboard(lang, prefs.compare, prefs.vividness, prefs.repair_strength))
+    message_text, markup = settings_view(lang, await preferences(state, settings))
+    await message.answer(message_text, reply_markup=markup)
 
 
 @router.callback_query(CompareToggle.filter())
@@ -129,6 +152,15 @@ async def strength_chosen(query: CallbackQuery, callback_data: StrengthChoice, s
     await state.update_data(repair_strength=callback_data.strength.value)
     prefs = await preferences(state, settings)
     await query.answer(text(lang, "strength_set", strength=strength_name(lang, callback_data.strength)))
+    await show_settings_in_place(query, bot, lang, prefs)
+
+
+@router.callback_query(SrInputChoice.filter())
+async def sr_input_chosen(query: CallbackQuery, callback_data: SrInputChoice, state: FSMContext, lang: str,
+                          settings: Settings, bot: Bot) -> None:
+    await state.update_data(sr_input=callback_data.sr_input.value)
+    prefs = await preferences(state, settings)
+    await query.answer(text(lang, "sr_input_set", sr_input=sr_input_name(lang, callback_data.sr_input)))
     await show_settings_in_place(query, bot, lang, prefs)
 
 

@@ -33,7 +33,7 @@ async def _queue(message: Message, item: JobItem, state: FSMContext, lang: str, 
     prefs = await preferences(state, settings)
     request = Request(user_id=message.from_user.id if message.from_user else message.chat.id,
                       chat_id=message.chat.id, lang=lang, mode=prefs.mode, compare=prefs.compare, items=[item],
-                      vividness=prefs.vividness, repair_strength=prefs.repair_strength)
+                      vividness=prefs.vividness, repair_strength=prefs.repair_strength, sr_input=prefs.sr_input)
     if message.media_group_id:
         intake.add_to_album(message, request, message.media_group_id)
     else:
