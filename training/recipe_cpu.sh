@@ -18,7 +18,7 @@ $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --so
 $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --source lomiri --source procedural:10 \
     --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --sr-degrade --out data/sr_real
 $PY -m dataset_gen --task repair --source all-photos --source procedural:60 \
-    --size 256 --crops 10 --val 0.05 --test 0.0 --seed 0 --out data/repair
+    --size 256 --crops 10 --clean 0.15 --val 0.05 --test 0.0 --seed 0 --out data/repair2
 $PY -m training.heldout --out data/heldout
 
 # Colouriser (classification over ab bins) beside SR ×2 (previous default ×2 recipe, then a
