@@ -29,7 +29,7 @@ $PY -m training.train_sr --config training/configs/sr_x2_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model out=runs/sr_x4 steps=1700 minutes=24 resume=true
 wait $col
-# Repair (luminance residual with a whole-photo context and tone curve); its gate is chosen on
+# Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
 $PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
 

@@ -1,7 +1,7 @@
 """Train the repair model (restoration.repair.RepairNet) on damaged → clean grey pairs.
 
-    python -m dataset_gen --task repair --source all-photos --size 256 --crops 10 --out data/repair
-    python -m training.train_repair data=data/repair out=runs/repair steps=6000 minutes=60 threads=1
+    python -m dataset_gen --task repair --source all-photos --size 256 --crops 10 --clean 0.15 --out data/repair2
+    python -m training.train_repair data=data/repair2 out=runs/repair knots=0 steps=6000 minutes=60 threads=1
     python -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
 
 The network predicts a residual on the luminance; a Charbonnier loss (smooth L1) between the
@@ -30,7 +30,7 @@ from training.data import epoch_batch, list_pngs, step_rng
 from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
-    "data": "data/repair", "out": "runs/repair", "init": "",
+    "data": "data/repair2", "out": "runs/repair", "init": "",
     "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16,
     "loss": "charbonnier", "eps": 1e-3,
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
