@@ -67,14 +67,22 @@ class RepairConfig:
         return 2 ** (self.levels + 1)
 
 
+def _act() -> nn.Module:
+    """The network's activation: a leaky ReLU (slope 0.2, as Pix2Pix's encoder), which cannot die.
+    With plain ReLUs, a run's layer before the output drifted (Adam takes full-size steps on the
+    tiny gradients a near-zero output layer passes down) until every unit was negative, and the
+    network stayed at the identity from then on."""
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
 class ResBlock(nn.Module):
     """A residual block scaled by ``RES_SCALE`` (as EDSR does): with no normalisation layers,
-    unscaled blocks let the features grow level by level until the ReLUs before the output died
+    unscaled blocks let the features grow level by level until the units before the output died
     (a run stayed at the identity for 5000 steps with features in the hundreds)."""
 
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1))
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), _act(), nn.Conv2d(ch, ch, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + RES_SCALE * self.body(x)
@@ -91,9 +99,9 @@ class Context(nn.Module):
 
     def __init__(self, out: int = 64) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(32, out - 4, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), _act(),
+                                  nn.Conv2d(16, 32, 3, stride=2, padding=1), _act(),
+                                  nn.Conv2d(32, out - 4, 3, stride=2, padding=1), _act())
         self.out = out
 
     def forward(self, thumb: torch.Tensor) -> torch.Tensor:
@@ -164,18 +172,18 @@ class RepairNet(nn.Module):
         # Space-to-depth first (as FFDNet does): every layer runs at half resolution or below,
         # a quarter of the cost of a full-resolution first level, and the 2×2 pixels of each
         # block still reach the head unmixed.
-        self.head = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, widths[0], 3, padding=1), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, widths[0], 3, padding=1), _act())
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for i in range(cfg.levels):
             self.down.append(nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1),
-                                           nn.ReLU(inplace=True)))
+                                           _act()))
             self.enc.append(nn.Sequential(*[ResBlock(widths[i + 1]) for _ in range(cfg.blocks)]))
             self.up.append(nn.Sequential(nn.Conv2d(widths[i + 1], widths[i] * 4, 1), nn.PixelShuffle(2)))
             self.dec.append(ResBlock(widths[i]))
-        self.tail = nn.Sequential(nn.Conv2d(widths[0], widths[0], 3, padding=1), nn.ReLU(inplace=True),
+        self.tail = nn.Sequential(nn.Conv2d(widths[0], widths[0], 3, padding=1), _act(),
                                   nn.Conv2d(widths[0], 4, 3, padding=1), nn.PixelShuffle(2))
         # Starts close to the identity (a residual of a fraction of a grey level), but not at it:
         # an all-zero output layer passes no gradient to the layers below until it has grown.
