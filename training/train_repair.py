@@ -181,8 +181,10 @@ def write_card(out: Path, cfg: dict, step: int, wall_s: float, ungated: dict, ga
     text = "\n".join([
         "# Repair model", "",
         "Removes an old print's damage (grain, dust, scratches, cracks, fading, toned prints, blur, JPEG) on the",
-        "luminance; a colour photo keeps its chroma. restoration.repair.RepairNet: a whole-photo context (64x64",
-        "thumbnail) sets a tone curve and modulates a space-to-depth encoder-decoder that predicts a residual.", "",
+        "luminance; a colour photo keeps its chroma. restoration.repair.RepairNet (width "
+        f"{cfg['width']}, {cfg['levels']} levels): a whole-photo context ({cfg['context']}x{cfg['context']} thumbnail)"
+        + (f" sets a {cfg['knots']}-knot tone curve and" if cfg["knots"] else "")
+        + " modulates a space-to-depth", "encoder-decoder that predicts a luminance residual.", "",
         f"Trained by `python -m training.train_repair` on `{cfg['data']}` (dataset_gen --task repair): {step} steps,",
         f"batch {cfg['batch_size']}, crops {cfg['crop_size']}, {cfg['loss']} loss, AdamW lr {cfg['lr']} cosine, EMA {cfg['ema']};",
         f"{wall_s / 60:.0f} min on the CPU with {cfg['threads'] or 'all'} thread(s).", "",
