@@ -274,12 +274,14 @@ def test_workflow_requests_beyond_the_limit_get_503_with_retry_after(front, big_
 
 
 def test_access_log_has_a_line_per_request_with_status_and_upstream_time(front):
-    before = len(front.access_log.read_text().splitlines())
-    post(f"{front.url}/predictions/colorize", encode(photo(32, 32)), **bearer())
-    post(f"{front.url}/wfpredict/restore", b"not an image", **bearer())
-    post(f"{front.url}/predictions/colorize", b"x", **bearer("nope-nope-nope-nope"))
+    # Only this test's requests are counted (by their user agent): a line of an earlier test's
+    # streamed reply can land after this test has begun, since nginx logs when it finalizes a request.
+    ua = f"access-log-test-{time.monotonic_ns()}"
+    post(f"{front.url}/predictions/colorize", encode(photo(32, 32)), **bearer(), User_Agent=ua)
+    post(f"{front.url}/wfpredict/restore", b"not an image", **bearer(), User_Agent=ua)
+    post(f"{front.url}/predictions/colorize", b"x", **bearer("nope-nope-nope-nope"), User_Agent=ua)
     time.sleep(0.5)  # each worker process writes its line when it has finalized the request
-    lines = front.access_log.read_text().splitlines()[before:]
+    lines = [line for line in front.access_log.read_text().splitlines() if f'ua="{ua}"' in line]
     assert len(lines) == 3, lines
     for pattern in (r'"POST /predictions/colorize HTTP/1.1" 200 \d+ rt=[\d.]+ ut=[\d.]+ ',
                     r'"POST /wfpredict/restore HTTP/1.1" 415 \d+ rt=[\d.]+ ut=[\d.]+ ',
