@@ -16,7 +16,6 @@ Results: ``results/bench_repair.md`` and ``results/bench_repair.json``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import tempfile
@@ -24,13 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import requests
 import torch
-from PIL import Image
 
 from benchmarks.client import Client
 from benchmarks.serving import median_time, test_photo
-from benchmarks.suite import start_ts, workers_peak
+from benchmarks.suite import large_request, start_ts, workers_peak
 from restoration.image_io import decode_image
 from restoration.names import COLORIZE, MODELS, REPAIR, SR_X2, WORKFLOW_RESTORE, prediction_path
 from restoration.repair import load_repairer, luma, residual
@@ -70,18 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
         ts = start_ts(store, tmp, "default")
         try:
             # 1. a 4K photo
-            big = test_photo(3840, 2160)
-            t0 = time.perf_counter()
-            r = requests.post(ts.inference_url + prediction_path(REPAIR), data=big,
-                              headers={"Content-Type": "image/jpeg"}, timeout=1800)
-            dt = time.perf_counter() - t0
-            ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
-            size = Image.open(io.BytesIO(r.content)).size if ok else r.text[:200]
-            peak = workers_peak(ts, (REPAIR,))[REPAIR]
-            report["large"] = {"ok": ok, "output": str(size), "seconds": dt, "peak_rss_mib": peak}
+            big = large_request(ts, REPAIR, 3840, 2160)
+            report["large"] = big
             md += ["## repair 3840×2160 end to end", "",
-                   f"{'ok' if ok else 'FAILED'}: output {size}, {dt:.1f} s, worker peak RSS {peak:.0f} MiB "
-                   f"(target ≤ 3072 MiB).", ""]
+                   f"{'ok' if big['ok'] else 'FAILED'}: output {big['output']}, {big['seconds']:.1f} s, worker peak RSS "
+                   f"{big['peak_rss_mib']:.0f} MiB (target ≤ 3072 MiB).", ""]
             print(md[-2], flush=True)
 
             # 2. workflow vs client chain, alternating

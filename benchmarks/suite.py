@@ -122,6 +122,18 @@ def workers_peak(ts: TorchServe, models=MODELS) -> dict:
     return out
 
 
+def large_request(ts: TorchServe, target: str, w: int, h: int) -> dict:
+    """One w×h photo through ``target`` end to end: time, output size and the worker's peak RSS."""
+    t0 = time.perf_counter()
+    r = requests.post(ts.inference_url + prediction_path(target), data=test_photo(w, h),
+                      headers={"Content-Type": "image/jpeg"}, timeout=1800)
+    dt = time.perf_counter() - t0
+    ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
+    out_size = Image.open(io.BytesIO(r.content)).size if ok else r.text[:200]
+    return {"target": target, "input": f"{w}x{h}", "ok": ok, "output": str(out_size), "seconds": dt,
+            "peak_rss_mib": workers_peak(ts, (target,))[target], "bytes": len(r.content)}
+
+
 def models_setting(batch: int, workers: int) -> dict:
     def one(name: str, b: int) -> dict:
         return {"1.0": {"defaultVersion": True, "marName": f"{name}.mar", "minWorkers": workers,
@@ -308,17 +320,10 @@ def main(argv: list[str] | None = None) -> int:
             side = int((lim.max_output_pixels / 16) ** 0.5)
             big.append((SR_X4, side * 4 // 3 // 4 * 4, side * 3 // 4 // 4 * 4))  # 4:3, ×4 output just under 64 MP
             for target, w, h in big:
-                data_big = test_photo(w, h)
-                t0 = time.perf_counter()
-                r = requests.post(ts.inference_url + prediction_path(target), data=data_big,
-                                  headers={"Content-Type": "image/jpeg"}, timeout=1800)
-                dt = time.perf_counter() - t0
-                ok = r.status_code == 200 and r.content.startswith(b"\x89PNG")
-                out_size = Image.open(io.BytesIO(r.content)).size if ok else r.text[:200]
-                peak = workers_peak(ts, (target,))[target]
-                report["large"].append({"target": target, "input": f"{w}x{h}", "ok": ok, "output": str(out_size),
-                                        "seconds": dt, "peak_rss_mib": peak, "bytes": len(r.content)})
-                md.append(f"| {target} {w}×{h} | {out_size} ({len(r.content) / 1e6:.1f} MB) | {dt:.1f} | {peak:.0f} |")
+                r = large_request(ts, target, w, h)
+                report["large"].append(r)
+                md.append(f"| {target} {w}×{h} | {r['output']} ({r['bytes'] / 1e6:.1f} MB) | {r['seconds']:.1f} | "
+                          f"{r['peak_rss_mib']:.0f} |")
                 print(md[-1], flush=True)
             report["peak_rss_mib"] = workers_peak(ts)
         finally:
