@@ -30,11 +30,11 @@ MODEL_TYPES = ("EDSR", "MSRN", "A2N", "CARN", "PAN", "MDSR", "AWSRN", "DRLN", "H
 
 def build_sr_model(model_type: str = "EDSR", **config):
     """A new super-image model of ``model_type`` with the given config fields."""
-    model_cls, config_cls = _classes(model_type)
+    model_cls, config_cls = model_classes(model_type)
     return model_cls(config_cls(**config))
 
 
-def _classes(model_type: str):
+def model_classes(model_type: str):
     import super_image
 
     key = model_type.upper()
@@ -52,7 +52,7 @@ def load_sr_model(model_dir: str, scale: int | None = None, device: torch.device
     """Load a super-image model from a directory; returns the model (eval, on device) and its scale."""
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         raw = json.load(f)
-    model_cls, config_cls = _classes(raw.get("model_type", "EDSR"))
+    model_cls, config_cls = model_classes(raw.get("model_type", "EDSR"))
     scale = int(scale or raw.get("scale") or 2)
     # Built from the JSON directly: the library's from_pretrained would look up a hub name
     # when the directory is incomplete, and nothing may be fetched at serve time.

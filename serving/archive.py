@@ -59,11 +59,11 @@ def resolve_sr(source: str, scale: int, tmp: Path) -> Path:
         return path
     if "/" not in source:
         raise SystemExit(f"{source!r} is neither a directory nor a hub name like 'eugenesiow/edsr-base'")
-    from restoration.upscaler import MODEL_TYPES, _classes
+    from restoration.upscaler import MODEL_TYPES, model_classes
 
     # Hub names carry the architecture (eugenesiow/edsr-base, eugenesiow/msrn, ...).
     model_type = next((t for t in MODEL_TYPES if t.lower() in source.lower()), "EDSR")
-    model_cls, _ = _classes(model_type)
+    model_cls, _ = model_classes(model_type)
     out = tmp / f"hub_{scale}x"
     try:
         model = model_cls.from_pretrained(source, scale=scale)

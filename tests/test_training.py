@@ -144,6 +144,30 @@ def test_export_is_served_by_the_handlers(colour_data, sr_data, tmp_path):
     assert upscale_image(m, photo(20, 10), s).size == (40, 20)
 
 
+def test_another_super_image_architecture_trains_exports_and_serves(sr_data, tmp_path):
+    """model_type=PAN (super-image's PanModel) with its own config fields: loss falls, the export
+    says what it is, and serving loads it by the model_type in config.json."""
+    import json
+
+    from restoration.upscaler import load_sr_model, upscale_image
+    from tests.conftest import photo
+    from training.export import export_sr
+
+    train_sr.main(sr_args(sr_data, tmp_path / "pan", 40, model_type="PAN", arch="{nf: 8, unf: 8, nb: 1}"))
+    curve = l1_curve(tmp_path / "pan", "loss")
+    assert curve[-1] < curve[0]
+    conf = json.loads((tmp_path / "pan" / "model" / "config.json").read_text())
+    assert conf["model_type"] == "PAN" and conf["nf"] == 8 and conf["nb"] == 1
+    info = export_sr(tmp_path / "pan", tmp_path / "w" / "sr_x2", sr_data)
+    assert info["config"]["arch"] == {"nf": 8, "unf": 8, "nb": 1}
+    assert "PAN" in (tmp_path / "w" / "sr_x2" / "MODEL_CARD.md").read_text().splitlines()[0]
+    m, s = load_sr_model(str(tmp_path / "w" / "sr_x2"))
+    assert type(m).__name__ == "PanModel" and s == 2
+    assert upscale_image(m, photo(20, 10), s).size == (40, 20)
+    with pytest.raises(SystemExit, match="arch"):
+        train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, model_type="PAN", arch="{no_such_field: 3}"))
+
+
 def test_best_colorize_checkpoint_is_chosen_on_the_whole_validation_set(colour_data, tmp_path):
     from training.export import best_colorize_checkpoint
 

@@ -174,15 +174,17 @@ def best_sr_model(run: Path) -> Path:
 
 
 def export_sr(run: Path, out: Path, data: Path, model_dir: Path | None = None) -> dict:
-    from super_image import EdsrConfig, EdsrModel
+    from restoration.upscaler import build_sr_model
 
     model_dir = model_dir or run / "model"
     conf = json.loads((model_dir / "config.json").read_text())
     scale = int(conf["scale"])
     state = torch.load(model_dir / f"pytorch_model_{scale}x.pt", map_location="cpu", weights_only=True)
 
+    model_type = str(conf.get("model_type", "EDSR")).upper()
+
     def make():
-        return EdsrModel(EdsrConfig(**{k: v for k, v in conf.items() if k != "model_type"}))
+        return build_sr_model(model_type, **{k: v for k, v in conf.items() if k != "model_type"})
 
     val = SRDataset(data / "val", scale, 48, False)
     inputs = [val.pair(i, None)[0] for i in range(min(6, len(val)))]
@@ -201,15 +203,20 @@ def export_sr(run: Path, out: Path, data: Path, model_dir: Path | None = None) -
     params = sum(v.numel() for v in state.values())
     info = {"name": f"sr_x{scale}", "steps": step, "wall_min": wall / 60, "fp16": half, "params": params,
             "fp16_psnr_vs_fp32": fidelity, "val": val_m, "config": cfg}
-    (out / "MODEL_CARD.md").write_text(card(f"sr_x{scale} — EDSR (super-image) ×{scale}", [
-        f"A small EDSR from the `super-image` library (EdsrModel: {conf['n_resblocks']} residual blocks, "
-        f"{conf['n_feats']} features, {params / 1e6:.2f} M parameters), trained on HR/LR pairs made by dataset_gen.",
+    if model_type == "EDSR":
+        shape = f"EdsrModel: {conf['n_resblocks']} residual blocks, {conf['n_feats']} features"
+    else:
+        fields = cfg.get("arch") or {}
+        shape = f"{model_type.capitalize()}Model" + (": " + ", ".join(f"{k} {v}" for k, v in fields.items()) if fields else "")
+    (out / "MODEL_CARD.md").write_text(card(f"sr_x{scale} — {model_type} (super-image) ×{scale}", [
+        f"A small {model_type} from the `super-image` library ({shape}, "
+        f"{params / 1e6:.2f} M parameters), trained on HR/LR pairs made by dataset_gen.",
         "",
         f"- Training: {last_step} steps ({'this is the validation-best model, from step ' + str(step) if step != last_step else 'the last model'}), L1 loss, batch {cfg.get('batch_size')} of {cfg.get('patch')}² LR patches, "
         f"Adam lr {cfg.get('lr')} with cosine decay{', initialised from ' + cfg['init'] if cfg.get('init') else ''}; "
         f"{wall / 60:.1f} min on a 2-core CPU.",
         f"- Files: the library's layout (config.json + pytorch_model_{scale}x.pt, loadable with "
-        f"`EdsrModel.from_pretrained`) and model_{scale}x.safetensors ({'fp16' if half else 'fp32'}; fp16 vs fp32 "
+        f"`{model_type.capitalize()}Model.from_pretrained`) and model_{scale}x.safetensors ({'fp16' if half else 'fp32'}; fp16 vs fp32 "
         f"outputs: {fidelity:.1f} dB PSNR) which serving prefers.",
         "- Data and command: `make train` (training/recipe_cpu.sh, configs in training/configs/); see docs/training.md.",
         f"- Validation (generated pairs, step {val_m.get('step')}): " + ", ".join(

@@ -2,9 +2,11 @@
 
     python -m training.train_sr --config training/configs/sr_x2_cpu.yaml
     python -m training.train_sr scale=4 init=weights/sr_x2 steps=2000      # key=value overrides
+    python -m training.train_sr model_type=PAN "arch={nf: 32, unf: 24, nb: 8}" out=runs/sr_x2_pan
     torchrun --nproc_per_node=8 -m training.train_sr --config training/configs/sr_gpu.yaml
 
-The model is the library's own class (``EdsrModel``/``EdsrConfig``) and is saved with its
+The model is the library's own class (``EdsrModel``/``EdsrConfig``, or ``PanModel``, ``CarnModel``, ...
+with ``model_type``) and is saved with its
 ``save_pretrained`` layout (config.json + pytorch_model_{scale}x.pt), so the archive step serves
 hub models and ours alike. ``init`` starts from another model's body (e.g. ×4 from ×2: the
 upsampler differs, the rest transfers). L1 loss, Adam, cosine decay, checkpoints and resume,
@@ -13,6 +15,7 @@ validation PSNR-Y/SSIM against bicubic every ``eval_every`` steps.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from restoration.upscaler import build_sr_model
+from restoration.upscaler import build_sr_model, model_classes
 from restoration.weights import load_tensors
 from training import config
 from training.data import SRDataset
@@ -31,6 +34,9 @@ from training.metrics import psnr_y, ssim
 DEFAULTS = {
     "data": "data/sr", "out": "runs/sr_x2", "scale": 2,
     "model_type": "EDSR", "n_resblocks": 8, "n_feats": 32, "res_scale": 1.0, "init": "",
+    # fields of another super-image model's config (model_type PAN, CARN, A2N, ...), e.g. {nf: 32, nb: 8};
+    # EDSR takes n_resblocks, n_feats and res_scale above
+    "arch": {},
     "patch": 48, "batch_size": 16, "lr": 5e-4, "steps": 3000, "minutes": 0.0, "warmup": 100,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 24, "seed": 0, "threads": 0, "resume": False,
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
@@ -42,10 +48,30 @@ def load_config(argv: list[str] | None = None) -> dict:
 
 
 def build_model(cfg: dict):
-    if cfg["model_type"].upper() != "EDSR":
-        raise SystemExit("training here covers EDSR; other super-image models are served, not trained")
-    return build_sr_model("EDSR", scale=cfg["scale"], n_resblocks=cfg["n_resblocks"], n_feats=cfg["n_feats"],
-                          res_scale=cfg["res_scale"])
+    """The library's own model class for ``model_type`` (EDSR by default; any of
+    restoration.upscaler.MODEL_TYPES, with its config fields in ``arch``)."""
+    if cfg["model_type"].upper() == "EDSR":
+        fields = {"n_resblocks": cfg["n_resblocks"], "n_feats": cfg["n_feats"], "res_scale": cfg["res_scale"]}
+    else:
+        fields = {}
+    arch = cfg.get("arch") or {}
+    if not isinstance(arch, dict):
+        raise SystemExit(f"setting 'arch': expected a mapping of config fields, got {arch!r}")
+    try:
+        _, config_cls = model_classes(cfg["model_type"])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    # the library's configs take **kwargs, so a misspelt field would be saved and ignored: refuse it
+    known = {k for k, v in inspect.signature(config_cls.__init__).parameters.items()
+             if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and k != "self"}
+    unknown = sorted(set(arch) - known)
+    if unknown:
+        raise SystemExit(f"setting 'arch': {', '.join(unknown)} not fields of {config_cls.__name__} "
+                         f"({', '.join(sorted(known - {'scale'}))})")
+    try:
+        return build_sr_model(cfg["model_type"], scale=cfg["scale"], **{**fields, **arch})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"model_type {cfg['model_type']!r} with {arch}: {e}") from None
 
 
 def init_from(model, path: str) -> int:
