@@ -178,3 +178,19 @@ def test_best_colorize_checkpoint_is_chosen_on_the_whole_validation_set(colour_d
     assert best == tmp_path / top["checkpoint"]
     # each score is the PSNR at the chroma scale that checkpoint would be exported with
     assert all(0.3 <= r["chroma_scale"] <= 1.0 and r["psnr"] > 0 for r in scores)
+
+
+def test_colour_validation_spreads_over_every_photo(tmp_path):
+    """The pairs sort by photo (12 crops each): a limit takes evenly spaced pairs, not the first
+    photos' crops."""
+    from PIL import Image
+
+    from training.train_colorizer import load_val
+
+    for photo_no in range(10):
+        for crop in range(3):
+            Image.new("RGB", (8, 4), (photo_no * 20, crop, 0)).save(tmp_path / f"p{photo_no:02d}_{crop}.png")
+    photos = load_val(tmp_path, 4, 10)
+    seen = sorted({round(float(t[0].mean()) * 255 / 20) for t in photos})
+    assert len(photos) == 10 and seen == list(range(10))
+    assert len(load_val(tmp_path, 4, 100)) == 30

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
                           for (lab, _), rgb in zip(cached, photos, strict=True)]))
     lw = net.log_weight
     table = {}
-    for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5):
+    for alpha in (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5):
         for t in (1.0, 0.6, 0.38):
             table[(alpha, t)] = score(cached, photos, centres, lw, alpha, t)
     faithful = max((k for k in table if k[1] == 1.0), key=lambda k: table[k][0])

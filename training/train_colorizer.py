@@ -92,9 +92,15 @@ def measure_prior(train: CachedPairs, centres: torch.Tensor, cfg: dict) -> torch
 
 
 def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
-    """The photo halves (B) of validation pairs, resized to ``size``²: clean colour targets."""
+    """The photo halves (B) of validation pairs, resized to ``size``²: clean colour targets.
+
+    With more pairs than ``limit``, evenly spaced ones: the files sort by photo, so the first
+    ``limit`` would be the crops of only the first few photos."""
+    files = list_pngs(folder)
+    if limit and len(files) > limit:
+        files = [files[round(i * (len(files) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else files[:1]
     out = []
-    for path in list_pngs(folder)[:limit]:
+    for path in files:
         ab = Image.open(path).convert("RGB")
         b = ab.crop((ab.width // 2, 0, ab.width, ab.height)).resize((size, size), Image.Resampling.BICUBIC)
         out.append(to_tensor(b))
