@@ -194,3 +194,15 @@ def test_colour_validation_spreads_over_every_photo(tmp_path):
     seen = sorted({round(float(t[0].mean()) * 255 / 20) for t in photos})
     assert len(photos) == 10 and seen == list(range(10))
     assert len(load_val(tmp_path, 4, 100)) == 30
+
+
+def test_colour_ratio_leaves_out_almost_grey_originals():
+    from training.metrics import COLOUR_RATIO_MIN_REF, colour_ratio, colourfulness
+
+    g = torch.Generator().manual_seed(0)
+    colour = torch.rand(3, 16, 16, generator=g)
+    grey = colour.mean(0, keepdim=True).expand(3, -1, -1).clone()
+    assert colourfulness(colour) > COLOUR_RATIO_MIN_REF
+    assert colour_ratio(grey, colour) == 0.0
+    assert abs(colour_ratio(colour, colour) - 1.0) < 1e-9
+    assert colour_ratio(colour, grey) is None  # a grey original: no ratio, not a division by ~0

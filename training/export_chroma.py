@@ -24,7 +24,7 @@ from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, reb
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, load_tensors, read_config, save_tensors, write_config
 from training.loop import load_checkpoint
-from training.metrics import colourfulness, psnr
+from training.metrics import colour_ratio, psnr
 from training.train_colorizer import load_val
 
 
@@ -44,8 +44,10 @@ def score(cached, photos, centres, log_weight, alpha: float, t: float) -> tuple[
         ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)[0]
         out = lab_to_rgb(torch.cat([lab[0:1], ab]))
         ps.append(psnr(out, rgb))
-        cs.append(colourfulness(out) / max(1e-6, colourfulness(rgb)))
-    return float(np.mean(ps)), float(np.mean(cs))
+        ratio = colour_ratio(out, rgb)
+        if ratio is not None:
+            cs.append(ratio)
+    return float(np.mean(ps)), float(np.mean(cs)) if cs else 0.0
 
 
 def main(argv: list[str] | None = None) -> dict:

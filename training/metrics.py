@@ -69,3 +69,14 @@ def colourfulness(x: torch.Tensor) -> float:
     std = torch.sqrt(rg.std(unbiased=False) ** 2 + yb.std(unbiased=False) ** 2)
     mean = torch.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
     return (std + 0.3 * mean).item()
+
+
+# Below this colourfulness a photo is as good as grey (a micrograph, a grey archive print): its
+# colour ratio would be a division by almost nothing, so it is left out of colour-ratio means.
+COLOUR_RATIO_MIN_REF = 5.0
+
+
+def colour_ratio(out: torch.Tensor, ref: torch.Tensor) -> float | None:
+    """colourfulness(out) / colourfulness(ref); None where ``ref`` is almost grey."""
+    cf = colourfulness(ref)
+    return None if cf < COLOUR_RATIO_MIN_REF else colourfulness(out) / cf

@@ -26,7 +26,7 @@ from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
 from training.data import epoch_batch, list_pngs, step_rng, to_tensor
 from training.loop import EMA, Run, cosine_lr
-from training.metrics import colourfulness, psnr
+from training.metrics import colour_ratio, psnr
 
 DEFAULTS = {
     "data": "data/colorize", "out": "runs/colorize_cls", "width": 64, "blocks": 4, "work_size": 256,
@@ -116,7 +116,6 @@ def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], ccfg: Chrom
         lab = rgb_to_lab(rgb)
         grey = lab_to_rgb(torch.cat([lab[0:1], torch.zeros_like(lab[1:])]))
         rows.setdefault("grey_psnr", []).append(psnr(grey, rgb))
-        cf = max(1e-6, colourfulness(rgb))
         logits = net(normalize_l(lab[0:1])[None].to(device)).float().cpu()
         for v in settings:
             alpha, t = decoding(ccfg, v)
@@ -124,7 +123,9 @@ def evaluate(net, centres: torch.Tensor, photos: list[torch.Tensor], ccfg: Chrom
             ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)[0]
             out = lab_to_rgb(torch.cat([lab[0:1], ab]))
             rows.setdefault(f"psnr_v{v:g}", []).append(psnr(out, rgb))
-            rows.setdefault(f"colour_v{v:g}", []).append(colourfulness(out) / cf)
+            ratio = colour_ratio(out, rgb)
+            if ratio is not None:
+                rows.setdefault(f"colour_v{v:g}", []).append(ratio)
     return {k: float(np.mean(v)) for k, v in rows.items()}
 
 
