@@ -127,6 +127,9 @@ HELDOUT = (
     "opencv-pexels_double_decker_bus", "tuxpaint-lighthouse", "jigzo-windmill", "lxqt-flowers", "kalzium-phpapier",
 )
 
+# Uids (and so dataset file names) of procedural scenes start with this.
+PROCEDURAL_PREFIX = "scene-"
+
 
 @dataclass
 class Source:
@@ -461,7 +464,8 @@ def heldout_name(src: Source) -> str:
 
 
 def procedural(count: int, seed: int) -> list[Source]:
-    return [Source(uid=f"scene-{seed}-{i}", origin="procedural", seed=seed * 1_000_003 + i) for i in range(count)]
+    return [Source(uid=f"{PROCEDURAL_PREFIX}{seed}-{i}", origin="procedural", seed=seed * 1_000_003 + i)
+            for i in range(count)]
 
 
 def parse_source(spec: str, seed: int) -> Iterator[Source]:

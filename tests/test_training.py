@@ -194,6 +194,9 @@ def test_colour_validation_spreads_over_every_photo(tmp_path):
     seen = sorted({round(float(t[0].mean()) * 255 / 20) for t in photos})
     assert len(photos) == 10 and seen == list(range(10))
     assert len(load_val(tmp_path, 4, 100)) == 30
+    # procedural scenes are left out while there are photographs
+    Image.new("RGB", (8, 4), (0, 0, 255)).save(tmp_path / "scene-0-1_0.png")
+    assert len(load_val(tmp_path, 4, 100)) == 30
 
 
 def test_colour_ratio_leaves_out_almost_grey_originals():

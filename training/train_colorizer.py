@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from dataset_gen.sources import PROCEDURAL_PREFIX
 from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights, soft_encode
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, save_tensors, write_config
@@ -94,9 +95,13 @@ def measure_prior(train: CachedPairs, centres: torch.Tensor, cfg: dict) -> torch
 def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
     """The photo halves (B) of validation pairs, resized to ``size``²: clean colour targets.
 
-    With more pairs than ``limit``, evenly spaced ones: the files sort by photo, so the first
-    ``limit`` would be the crops of only the first few photos."""
+    Photographs only where there are any: a procedural scene's colours are random draws, which no
+    colouriser can predict, and they pulled the decoding chosen on validation towards grey. With
+    more pairs than ``limit``, evenly spaced ones: the files sort by photo, so the first ``limit``
+    would be the crops of only the first few photos."""
     files = list_pngs(folder)
+    photos = [f for f in files if not f.name.startswith(PROCEDURAL_PREFIX)]
+    files = photos or files
     if limit and len(files) > limit:
         files = [files[round(i * (len(files) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else files[:1]
     out = []
