@@ -189,13 +189,16 @@ def test_colour_validation_spreads_over_every_photo(tmp_path):
 
     for photo_no in range(10):
         for crop in range(3):
-            Image.new("RGB", (8, 4), (photo_no * 20, crop, 0)).save(tmp_path / f"p{photo_no:02d}_{crop}.png")
+            Image.new("RGB", (8, 4), (photo_no * 20 + 40, crop, 0)).save(tmp_path / f"p{photo_no:02d}_{crop}.png")
     photos = load_val(tmp_path, 4, 10)
-    seen = sorted({round(float(t[0].mean()) * 255 / 20) for t in photos})
+    seen = sorted({round((float(t[0].mean()) * 255 - 40) / 20) for t in photos})
     assert len(photos) == 10 and seen == list(range(10))
     assert len(load_val(tmp_path, 4, 100)) == 30
     # procedural scenes are left out while there are photographs
     Image.new("RGB", (8, 4), (0, 0, 255)).save(tmp_path / "scene-0-1_0.png")
+    assert len(load_val(tmp_path, 4, 100)) == 30
+    # and so are grey originals (nothing to colourise; their grey version scores hundreds of dB)
+    Image.new("RGB", (8, 4), (90, 90, 90)).save(tmp_path / "p99_0.png")
     assert len(load_val(tmp_path, 4, 100)) == 30
 
 

@@ -27,7 +27,7 @@ from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
 from training.data import epoch_batch, list_pngs, step_rng, to_tensor
 from training.loop import EMA, Run, cosine_lr
-from training.metrics import colour_ratio, psnr
+from training.metrics import COLOUR_RATIO_MIN_REF, colour_ratio, colourfulness, psnr
 
 DEFAULTS = {
     "data": "data/colorize", "out": "runs/colorize_cls", "width": 64, "blocks": 4, "work_size": 256,
@@ -109,7 +109,10 @@ def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
         ab = Image.open(path).convert("RGB")
         b = ab.crop((ab.width // 2, 0, ab.width, ab.height)).resize((size, size), Image.Resampling.BICUBIC)
         out.append(to_tensor(b))
-    return out
+    # An (almost) grey original has no colour to recover, and its grey version scores a PSNR in
+    # the hundreds (one grey wallpaper lifted the mean "grey" PSNR of 47 photos by 2.3 dB).
+    coloured = [t for t in out if colourfulness(t) >= COLOUR_RATIO_MIN_REF]
+    return coloured or out
 
 
 @torch.no_grad()
