@@ -29,12 +29,15 @@ $PY -m training.train_sr --config training/configs/sr_x2_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x2_long/model out=runs/sr_x4 steps=1700 minutes=24 resume=true
 $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml resume=true
+$PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml init=runs/sr_x4_long/model out=runs/sr_x4_long2 \
+    lr=0.00005 steps=2500 minutes=22 threads=2 resume=true
 wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
 $PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
-$PY -m training.export --sr runs/sr_x2_long --sr runs/sr_x4_long --out weights
+$PY -m training.export --sr runs/sr_x2_long --out weights
+$PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validation-best kept model
 rm -rf weights/repair && cp -r runs/repair/model weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
