@@ -79,7 +79,9 @@ def front_times(log: Path, start: int) -> list[float]:
     for line in log.read_text().splitlines()[start:]:
         m = re.search(r" rt=([\d.]+) ut=([\d.]+) ", line)
         if m:
-            out.append(round(float(m.group(1)) - float(m.group(2)), 3))  # both in whole ms
+            # both in whole ms, each rounded on its own: rt can read 1 ms less than ut. A negative
+            # difference is that rounding, counted as 0 (which only overstates the front's time).
+            out.append(max(0.0, round(float(m.group(1)) - float(m.group(2)), 3)))
     return out
 
 
