@@ -212,3 +212,37 @@ def test_colour_ratio_leaves_out_almost_grey_originals():
     assert colour_ratio(grey, colour) == 0.0
     assert abs(colour_ratio(colour, colour) - 1.0) < 1e-9
     assert colour_ratio(colour, grey) is None  # a grey original: no ratio, not a division by ~0
+
+
+def test_sr_compressed_input_training_draws_fresh_jpeg_artefacts(sr_data, tmp_path):
+    """jpeg/jpeg_p: each training LR patch goes through JPEG at a drawn quality, the same for the
+    same (seed, step) and different across steps; val_jpeg compresses every validation LR at one
+    quality, as training.evaluate does; bad settings are refused before training."""
+    import io
+
+    from PIL import Image
+
+    from training.data import SRDataset, to_tensor
+
+    clean = SRDataset(sr_data / "train", 2, 16, True)
+    comp = SRDataset(sr_data / "train", 2, 16, True, jpeg=(30, 40), jpeg_p=1.0)
+    a_clean, _ = clean.batch(0, 5, 4)
+    a, hr = comp.batch(0, 5, 4)
+    again, hr_again = comp.batch(0, 5, 4)
+    later, _ = comp.batch(0, 6, 4)
+    assert torch.equal(a, again) and torch.equal(hr, hr_again)  # a pure function of (seed, step)
+    assert torch.equal(hr, clean.batch(0, 5, 4)[1])  # the targets stay the clean HR
+    assert (a - a_clean).abs().mean() > 1 / 255  # compressed at quality 30-40: visibly changed
+    assert not torch.equal(a, later)
+
+    val = SRDataset(sr_data / "val", 2, 16, False, val_jpeg=75)
+    lr, _ = val.pair(0, None)
+    buf = io.BytesIO()
+    Image.open(val.lr_dir / val.hr[0].name).convert("RGB").save(buf, "JPEG", quality=75)
+    assert torch.equal(lr, to_tensor(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+
+    train_sr.main(sr_args(sr_data, tmp_path / "j", 3, jpeg="[50, 95]", jpeg_p=0.85, val_jpeg=75, eval_every=3))
+    assert "gain_db" in json.loads((tmp_path / "j" / "log.jsonl").read_text().splitlines()[-1])["val"]
+    for bad in ({"jpeg": "[90, 50]"}, {"jpeg_p": 1.5}, {"jpeg": "75"}, {"val_jpeg": 101}):
+        with pytest.raises(SystemExit):
+            train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))

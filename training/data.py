@@ -7,6 +7,7 @@ seen, and each DDP rank takes its own share of every batch.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +82,39 @@ class PairDataset:
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-class SRDataset:
-    """HR crops and their LR copies (``hr/`` and ``lr_x{scale}/`` with the same file names)."""
+def jpeg_tensor(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """A 3×H×W image in [0, 1] through 8-bit JPEG at ``quality`` (PIL's encoder and defaults, as
+    training.evaluate compresses)."""
+    arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, "JPEG", quality=int(quality))
+    buf.seek(0)
+    return to_tensor(Image.open(buf).convert("RGB"))
 
-    def __init__(self, folder: Path, scale: int, patch: int, train: bool = True) -> None:
+
+class SRDataset:
+    """HR crops and their LR copies (``hr/`` and ``lr_x{scale}/`` with the same file names).
+
+    ``jpeg=(lo, hi)`` with ``jpeg_p`` > 0 compresses each training LR patch, with that
+    probability, at a quality drawn from lo..hi (a fresh draw every time a patch is used, so the
+    network does not see the same artefacts twice); ``val_jpeg`` compresses every validation LR at
+    one fixed quality, so that validation measures the gain over bicubic of the same JPEG."""
+
+    def __init__(self, folder: Path, scale: int, patch: int, train: bool = True,
+                 jpeg: tuple[int, int] | None = None, jpeg_p: float = 0.0, val_jpeg: int = 0) -> None:
         self.hr = list_pngs(Path(folder) / "hr")
         self.lr_dir = Path(folder) / f"lr_x{scale}"
         if not self.lr_dir.is_dir():
             raise SystemExit(f"{self.lr_dir} missing: build the dataset with --scales including {scale}")
         self.scale, self.patch, self.train = scale, patch, train
+        if jpeg is not None and not (1 <= int(jpeg[0]) <= int(jpeg[1]) <= 100):
+            raise SystemExit(f"jpeg qualities {list(jpeg)}: expected 1 <= lo <= hi <= 100")
+        if not 0.0 <= float(jpeg_p) <= 1.0:
+            raise SystemExit(f"jpeg_p {jpeg_p}: expected a probability in [0, 1]")
+        if not 0 <= int(val_jpeg) <= 100:
+            raise SystemExit(f"val_jpeg {val_jpeg}: expected a JPEG quality 1..100 (0: none)")
+        self.jpeg = (int(jpeg[0]), int(jpeg[1])) if jpeg is not None else None
+        self.jpeg_p, self.val_jpeg = float(jpeg_p), int(val_jpeg)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
@@ -102,15 +127,18 @@ class SRDataset:
             self._cache[i] = (lr, hr)
         return self._cache[i]
 
-    def pair(self, i: int, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(self, i: int, rng: np.random.Generator | None,
+             jpeg_rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lr, hr = self._load(i)
         if not self.train or rng is None:
-            return lr, hr
+            return (jpeg_tensor(lr, self.val_jpeg) if self.val_jpeg else lr), hr
         s, p = self.scale, self.patch
         y0 = int(rng.integers(0, lr.shape[1] - p + 1))
         x0 = int(rng.integers(0, lr.shape[2] - p + 1))
         lr_p = lr[:, y0:y0 + p, x0:x0 + p]
         hr_p = hr[:, y0 * s:(y0 + p) * s, x0 * s:(x0 + p) * s]
+        if self.jpeg is not None and self.jpeg_p > 0 and jpeg_rng is not None and jpeg_rng.random() < self.jpeg_p:
+            lr_p = jpeg_tensor(lr_p, int(jpeg_rng.integers(self.jpeg[0], self.jpeg[1] + 1)))
         if rng.random() < 0.5:
             lr_p, hr_p = lr_p.flip(-1), hr_p.flip(-1)
         if rng.random() < 0.5:
@@ -122,6 +150,8 @@ class SRDataset:
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         n = len(self.hr)
         rng = step_rng(seed, step, rank)
+        # JPEG draws from their own stream: the crops and flips stay those of a run without JPEG
+        jpeg_rng = np.random.default_rng([seed, step, rank, 1])
         idx = np.random.default_rng([seed, step]).integers(0, n, batch_size)[rank::world]
-        pairs = [self.pair(int(i), rng) for i in idx]
+        pairs = [self.pair(int(i), rng, jpeg_rng) for i in idx]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

@@ -37,6 +37,9 @@ DEFAULTS = {
     # fields of another super-image model's config (model_type PAN, CARN, A2N, ...), e.g. {nf: 32, nb: 8};
     # EDSR takes n_resblocks, n_feats and res_scale above
     "arch": {},
+    # compressed-input variant: each training LR patch through JPEG at a quality in jpeg (lo, hi) with
+    # probability jpeg_p, drawn afresh at every use; val_jpeg: validation LR compressed at that quality
+    "jpeg": [60, 95], "jpeg_p": 0.0, "val_jpeg": 0,
     "patch": 48, "batch_size": 16, "lr": 5e-4, "steps": 3000, "minutes": 0.0, "warmup": 100,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 24, "seed": 0, "threads": 0, "resume": False,
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
@@ -134,9 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
         if run.master:
             print(f"resumed at step {step}")
     train_model = run.wrap(model)
-    train = SRDataset(Path(cfg["data"]) / "train", cfg["scale"], cfg["patch"], True)
+    jpeg = cfg["jpeg"]
+    if not (isinstance(jpeg, (list, tuple)) and len(jpeg) == 2):
+        raise SystemExit(f"setting 'jpeg': expected [lowest, highest] quality, got {jpeg!r}")
+    train = SRDataset(Path(cfg["data"]) / "train", cfg["scale"], cfg["patch"], True,
+                      jpeg=tuple(jpeg), jpeg_p=float(cfg["jpeg_p"]))
     val_dir = Path(cfg["data"]) / "val"
-    val = SRDataset(val_dir, cfg["scale"], cfg["patch"], False) if (val_dir / "hr").is_dir() else None
+    val = (SRDataset(val_dir, cfg["scale"], cfg["patch"], False, val_jpeg=int(cfg["val_jpeg"]))
+           if (val_dir / "hr").is_dir() else None)
     metrics: dict = {}
     bar = tqdm(total=cfg["steps"], initial=step, desc=f"sr x{cfg['scale']}", disable=not run.master)
     while step < cfg["steps"]:
