@@ -7,13 +7,13 @@ seen, and each DDP rank takes its own share of every batch.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from dataset_gen.degrade import jpeg
 from restoration.color import normalize_ab, normalize_l, rgb_to_lab
 
 
@@ -83,13 +83,9 @@ class PairDataset:
 
 
 def jpeg_tensor(img: torch.Tensor, quality: int) -> torch.Tensor:
-    """A 3×H×W image in [0, 1] through 8-bit JPEG at ``quality`` (PIL's encoder and defaults, as
-    training.evaluate compresses)."""
+    """A 3×H×W image in [0, 1] through 8-bit JPEG at ``quality`` (dataset_gen's JPEG, PIL's encoder)."""
     arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, "JPEG", quality=int(quality))
-    buf.seek(0)
-    return to_tensor(Image.open(buf).convert("RGB"))
+    return to_tensor(jpeg(Image.fromarray(arr, "RGB"), quality))
 
 
 class SRDataset:
@@ -124,6 +120,8 @@ class SRDataset:
         if i not in self._cache:  # small datasets: keep decoded images in memory
             hr = to_tensor(Image.open(self.hr[i]).convert("RGB"))
             lr = to_tensor(Image.open(self.lr_dir / self.hr[i].name).convert("RGB"))
+            if not self.train and self.val_jpeg:  # validation LR: compressed once, kept
+                lr = jpeg_tensor(lr, self.val_jpeg)
             self._cache[i] = (lr, hr)
         return self._cache[i]
 
@@ -131,7 +129,7 @@ class SRDataset:
              jpeg_rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lr, hr = self._load(i)
         if not self.train or rng is None:
-            return (jpeg_tensor(lr, self.val_jpeg) if self.val_jpeg else lr), hr
+            return lr, hr
         s, p = self.scale, self.patch
         y0 = int(rng.integers(0, lr.shape[1] - p + 1))
         x0 = int(rng.integers(0, lr.shape[2] - p + 1))
