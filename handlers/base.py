@@ -27,7 +27,7 @@ from restoration.settings import WorkerSettings
 logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
-# Shortest reply of a workflow node that answers with an error (see ImageHandler.handle).
+# Shortest reply of a workflow node, result or error (see ImageHandler.handle).
 WORKFLOW_MIN_REPLY_S = 0.05
 
 # Settings a client may send, by form field name, with the request header that carries them too.
@@ -167,11 +167,13 @@ class ImageHandler:
             results = self._handle(data, context)
         finally:
             self._flush_metrics()
-        if self.in_workflow and any(r.startswith(b"{") for r in results):
+        if self.in_workflow:
             # TorchServe 0.12's DagExecutor queues a node's job and only then attaches the promise
             # the reply completes; a reply that arrives in between is lost and the workflow request
-            # hangs until the node's timeout-ms. A refusal takes about a millisecond, so it could
-            # win that race on a loaded machine (seen once in the hostile-input test): hold it back.
+            # hangs until the node's timeout-ms. A refusal takes about a millisecond and a small
+            # image a few, so either can win that race on a loaded machine (seen in the hostile-input
+            # test, and with 96×64 photos at 24 concurrent requests): hold every node reply back.
+            # Photos of real size take longer than this anyway.
             time.sleep(max(0.0, WORKFLOW_MIN_REPLY_S - (time.perf_counter() - started)))
         return results
 

@@ -153,10 +153,10 @@ def test_fast_recombine_matches_lab_round_trip(tiny_weights):
     assert np.abs(fast - ref).max() <= 1
 
 
-def test_workflow_node_refusals_are_held_back_past_torchserves_promise_race(tiny_weights):
+def test_workflow_node_replies_are_held_back_past_torchserves_promise_race(tiny_weights):
     """TorchServe 0.12 attaches a workflow node's reply promise after queueing its job; an instant
-    reply can be lost (the workflow request then hangs). Node refusals take at least
-    WORKFLOW_MIN_REPLY_S; images and requests outside a workflow are not delayed."""
+    reply can be lost (the workflow request then hangs). Node replies, refusals and small images
+    alike, take at least WORKFLOW_MIN_REPLY_S; requests outside a workflow are not delayed."""
     import time
 
     from handlers.base import WORKFLOW_MIN_REPLY_S
@@ -175,6 +175,8 @@ def test_workflow_node_refusals_are_held_back_past_torchserves_promise_race(tiny
     took, out = timed("colorize", b"")
     assert out.startswith(b"{") and took < WORKFLOW_MIN_REPLY_S
     took, out = timed("restore__colorize", encode(photo(16, 16)))
+    assert out.startswith(b"\x89PNG") and took >= WORKFLOW_MIN_REPLY_S
+    took, out = timed("colorize", encode(photo(16, 16)))
     assert out.startswith(b"\x89PNG") and took < WORKFLOW_MIN_REPLY_S
 
 
