@@ -246,3 +246,25 @@ def test_sr_compressed_input_training_draws_fresh_jpeg_artefacts(sr_data, tmp_pa
     for bad in ({"jpeg": "[90, 50]"}, {"jpeg_p": 1.5}, {"jpeg": "75"}, {"val_jpeg": 101}):
         with pytest.raises(SystemExit):
             train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))
+
+
+def test_sr_init_grows_a_deeper_edsr_that_computes_the_same(tmp_path):
+    """init= from a shallower EDSR: its blocks fill the first ones, the added blocks start as the
+    identity, so the grown model's output equals the source's; a deeper source is refused."""
+    from restoration.upscaler import build_sr_model
+
+    torch.manual_seed(0)
+    small = build_sr_model("EDSR", scale=2, n_resblocks=2, n_feats=8)
+    for p in small.parameters():  # not the library's init: every tensor matters
+        p.data.normal_(0, 0.1)
+    small.save_pretrained(tmp_path / "small")
+    deep = build_sr_model("EDSR", scale=2, n_resblocks=4, n_feats=8)
+    n = train_sr.init_from(deep, str(tmp_path / "small"))
+    assert n == len(small.state_dict())
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(small.eval()(x), deep.eval()(x), atol=1e-5)
+        assert deep.body[2].body[0].weight.abs().sum() > 0  # the added blocks still train
+    deep.save_pretrained(tmp_path / "deep")
+    with pytest.raises(SystemExit, match="do not fit"):
+        train_sr.init_from(build_sr_model("EDSR", scale=2, n_resblocks=2, n_feats=8), str(tmp_path / "deep"))

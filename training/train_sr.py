@@ -16,6 +16,7 @@ validation PSNR-Y/SSIM against bicubic every ``eval_every`` steps.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,18 +78,41 @@ def build_model(cfg: dict):
         raise SystemExit(f"model_type {cfg['model_type']!r} with {arch}: {e}") from None
 
 
+def _n_blocks(names) -> int:
+    """Residual blocks of an EDSR-style body (``body.<i>.body.0.weight``), 0 for other layouts."""
+    idx = [int(m.group(1)) for k in names if (m := re.fullmatch(r"body\.(\d+)\.body\.0\.weight", k))]
+    return max(idx) + 1 if idx else 0
+
+
 def init_from(model, path: str) -> int:
-    """Copy every tensor whose name and shape match from a saved model directory; returns how many."""
+    """Copy every tensor whose name and shape match from a saved model directory; returns how many.
+
+    A deeper EDSR-style body grows from a shallower one: the source's residual blocks fill the
+    first ones, its closing body convolution becomes ours, and each added block starts as the
+    identity (its last convolution zeroed), so the grown model computes what the source did
+    and training starts from its quality rather than from scratch.
+    """
     files = sorted(Path(path).glob("pytorch_model_*x.pt")) + sorted(Path(path).glob("model_*x.safetensors"))
     if not files:
         raise SystemExit(f"init={path}: no pytorch_model_*x.pt or model_*x.safetensors")
     src = load_tensors(files[0])
     own = model.state_dict()
+    n_src, n_own = _n_blocks(src), _n_blocks(own)
+    if n_src > n_own > 0:
+        raise SystemExit(f"init={path}: {n_src} residual blocks do not fit a model of {n_own}")
+    grow = 0 < n_src < n_own and f"body.{n_src}.weight" in src and f"body.{n_own}.weight" in own
+    if grow:
+        for end in ("weight", "bias"):
+            src[f"body.{n_own}.{end}"] = src.pop(f"body.{n_src}.{end}")
     n = 0
     for k, v in src.items():
         if k in own and own[k].shape == v.shape:
             own[k].copy_(v)
             n += 1
+    if grow:
+        for i in range(n_src, n_own):
+            for end in ("weight", "bias"):
+                own[f"body.{i}.body.2.{end}"].zero_()
     return n
 
 
