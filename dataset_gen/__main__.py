@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="keep the held-out photos (dataset_gen.sources.HELDOUT), left out by default")
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=256, help="crop side (HR side for sr)")
-    p.add_argument("--crops", type=int, default=4, help="random crops per source image")
+    p.add_argument("--crops", type=int, default=4, help="random crops per source image (with --whole: colorize copies, each aged afresh)")
     p.add_argument("--whole", action="store_true", help="whole images, long side = --size, instead of crops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val", type=float, default=0.05)

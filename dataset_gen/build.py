@@ -136,7 +136,9 @@ def build(cfg: BuildConfig, sources: list[Source]) -> dict:
         if cfg.size % m:
             raise SystemExit(f"--size {cfg.size} must be a multiple of {m} for scales {cfg.scales}")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(cfg, src, k) for src in sources for k in range(1 if cfg.whole else cfg.crops)]
+    # whole images: one each, except colourisation pairs, where each copy ages the grey input afresh
+    copies = cfg.crops if not cfg.whole or cfg.task == "colorize" else 1
+    jobs = [(cfg, src, k) for src in sources for k in range(copies)]
     records = []
     with Pool(cfg.workers) if cfg.workers > 1 else _Serial() as pool:
         for rec in tqdm(pool.imap(make_item, jobs, chunksize=4), total=len(jobs), desc=f"dataset {cfg.task}"):

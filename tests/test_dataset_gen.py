@@ -45,6 +45,23 @@ def test_pairs_are_deterministic_and_aligned(tmp_path, task):
         assert (np.abs(a[..., 0].astype(int) - a[..., 2]) < 60).all()  # A is grey or sepia-toned
 
 
+def test_whole_colour_photos_come_in_copies_aged_afresh(tmp_path):
+    """--whole with --crops k: colourisation gets k copies of each whole photo (the same colour
+    target, each grey input aged by its own draw); other tasks keep one whole image per source."""
+    dataset_main(["--task", "colorize", "--source", "procedural:2", "--whole", "--size", "64", "--crops", "3",
+                  "--old-photo", "1.0", "--workers", "1", "--val", "0", "--test", "0", "--out", str(tmp_path / "c")])
+    files = sorted((tmp_path / "c" / "train").glob("*.png"))
+    assert len(files) == 6
+    pairs = [np.asarray(Image.open(f).convert("RGB")) for f in files[:3]]
+    w = pairs[0].shape[1] // 2
+    assert max(pairs[0].shape[0], w) == 64  # long side of the whole photo
+    assert all(np.array_equal(p[:, w:], pairs[0][:, w:]) for p in pairs)
+    assert not np.array_equal(pairs[0][:, :w], pairs[1][:, :w])
+    dataset_main(["--task", "sr", "--source", "procedural:2", "--whole", "--size", "64", "--crops", "3",
+                  "--scales", "2", "--workers", "1", "--val", "0", "--test", "0", "--out", str(tmp_path / "s")])
+    assert len(list((tmp_path / "s" / "train" / "hr").glob("*.png"))) == 2
+
+
 def test_sr_pairs_and_resume(tmp_path):
     args = ["--task", "sr", "--source", "procedural:3", "--size", "48", "--crops", "2", "--scales", "2,4",
             "--workers", "1", "--out", str(tmp_path)]

@@ -144,3 +144,31 @@ def test_settings_ride_in_a_png_text_chunk():
     assert read_text(tagged, "pix2pix-sr-settings") == '{"vividness": "1"}'
     assert read_text(png, "pix2pix-sr-settings") is None and read_text(b"not a png", "k") is None
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(tagged))), np.asarray(Image.open(io.BytesIO(png))))
+
+
+def test_online_damage_is_fresh_every_step_and_a_pure_function_of_the_step(tmp_path):
+    """online > 0: the damage is drawn afresh for each batch (never the stored damaged halves),
+    the same for the same (seed, step), different for another step; the targets stay the clean
+    photos, and the context thumbnail is that of the freshly damaged whole photo."""
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    from training.train_repair import RepairPairs, thumbnails
+
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.0, test=0.0, workers=1),
+                  list(parse_source("procedural:4", 0)))
+    stored = RepairPairs(data / "train", 32, 16)
+    online = RepairPairs(data / "train", 32, 16, online=0.15)
+    x, y, t = online.batch(0, 3, 4)
+    x2, y2, t2 = online.batch(0, 3, 4)
+    assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(t, t2)
+    xs, ys, _ = stored.batch(0, 3, 4)
+    assert torch.equal(y, ys)  # same crops of the same clean photos
+    assert not torch.equal(x, xs)  # but not the stored damage
+    later = [online.batch(0, s, 4)[0] for s in range(4, 8)]
+    assert all(not torch.equal(x, other) for other in later)
+    # the thumbnail belongs to the damaged whole photo, not to the stored one
+    a, thumb = online._fresh(0, 0, 3, 0)
+    assert a.shape == online.clean[0].shape and a.dtype == np.uint8
+    assert np.allclose(thumb, thumbnails(a[None], 16)[0])

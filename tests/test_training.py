@@ -268,3 +268,62 @@ def test_sr_init_grows_a_deeper_edsr_that_computes_the_same(tmp_path):
     deep.save_pretrained(tmp_path / "deep")
     with pytest.raises(SystemExit, match="do not fit"):
         train_sr.init_from(build_sr_model("EDSR", scale=2, n_resblocks=2, n_feats=8), str(tmp_path / "deep"))
+
+
+def test_zoomed_whole_photo_crops(tmp_path):
+    """zoom=(lo, hi): whole photos of any aspect kept at their size; every sample is a crop_size²
+    crop of the photo rescaled to a drawn long side, grey and colour aligned, a pure function of
+    (seed, step), and zoomed differently from step to step."""
+    import numpy as np
+    from PIL import Image
+
+    from restoration.color import lab_to_rgb
+    from training.train_colorizer import CachedPairs
+
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(96, 64), (64, 120), (80, 80)]):
+        colour = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        pair = Image.new("RGB", (2 * w, h))
+        pair.paste(colour.convert("L").convert("RGB"), (0, 0))
+        pair.paste(colour, (w, 0))
+        pair.save(tmp_path / f"p{i}_000.png")
+    data = CachedPairs(tmp_path, 0, 24, zoom=(40, 150))
+    assert [tuple(a.shape) for a in data.a] == [(64, 96), (120, 64), (80, 80)]
+    L, ab = data.batch(0, 2, 3)
+    assert L.shape == (3, 1, 24, 24) and ab.shape == (3, 2, 24, 24)
+    L2, ab2 = data.batch(0, 2, 3)
+    assert torch.equal(L, L2) and torch.equal(ab, ab2)
+    assert not torch.equal(L, data.batch(0, 3, 3)[0])
+    # grey and colour come from the same place: the colour crop's own lightness is the grey crop
+    rgb = lab_to_rgb(torch.cat([(L[0] + 1) * 50, ab[0]]))
+    assert float(rgb.min()) >= 0 and float(rgb.max()) <= 1
+    from restoration.color import rgb_to_lab
+    assert float((rgb_to_lab(rgb)[0] - (L[0, 0] + 1) * 50).abs().mean()) < 3.0
+    with pytest.raises(SystemExit):
+        CachedPairs(tmp_path, 0, 24, zoom=(16, 150))  # a long side below the crop
+
+
+def test_sr_validation_spreads_over_the_split(sr_data, tmp_path):
+    """eval_images below the split's size takes evenly spaced pairs (first and last included), not
+    the first files, which are few photos' crops; an initialised run measures its start (step 0)."""
+    from training.data import SRDataset
+
+    val = SRDataset(sr_data / "val", 2, 16, False)
+    seen = []
+    real = SRDataset.pair
+
+    def spy(self, i, rng, jpeg_rng=None):
+        seen.append(i)
+        return real(self, i, rng, jpeg_rng)
+
+    model = train_sr.build_model({**train_sr.DEFAULTS, "n_resblocks": 1, "n_feats": 8})
+    SRDataset.pair = spy
+    try:
+        train_sr.evaluate(model, val, {**train_sr.DEFAULTS, "eval_images": 2}, torch.device("cpu"))
+    finally:
+        SRDataset.pair = real
+    assert seen == [0, len(val) - 1]
+    train_sr.main(sr_args(sr_data, tmp_path / "a", 2))
+    train_sr.main(sr_args(sr_data, tmp_path / "b", 1, init=tmp_path / "a" / "model", eval_every=5))
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines() if '"val"' in x]
+    assert steps[0] == 0

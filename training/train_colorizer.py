@@ -35,30 +35,67 @@ DEFAULTS = {
     "steps": 8000, "minutes": 0, "lam": 0.5, "ema": 0.999, "prior_batches": 60, "eval_every": 1000,
     "eval_size": 192, "eval_max": 64, "ckpt_every": 250, "threads": 0, "seed": 0, "resume": False,
     "init": "",
+    "zoom": None,  # [lo, hi]: whole photos rescaled per sample to a long side in lo..hi px (CachedPairs)
 }
 
 
 class CachedPairs:
-    """Aligned grey|colour pairs decoded once, resized to ``load_size``² and kept as uint8 in memory;
-    a batch is a pure function of (seed, step): random crops and flips (no colour jitter, which
-    would teach wrong object colours)."""
+    """Aligned grey|colour pairs decoded once and kept as uint8 in memory; a batch is a pure
+    function of (seed, step): random crops and flips (no colour jitter, which would teach wrong
+    object colours).
 
-    def __init__(self, folder: Path, load_size: int, crop_size: int) -> None:
+    Two ways to crop. By default every pair is resized to ``load_size``² and a ``crop_size``² crop
+    is cut from it (a few pixels of play: the fixed crops of the dataset are the variety). With
+    ``zoom=(lo, hi)`` the pairs keep their stored size (whole photos: ``dataset_gen --whole``) and
+    each sample rescales its photo to a long side drawn from lo..hi px before cutting the crop, so
+    the network sees every photo at many scales and places: at the served work size (long side
+    256) a crop of 96² is a third of the photo; zoomed in, a face or a single flower."""
+
+    def __init__(self, folder: Path, load_size: int, crop_size: int, zoom: tuple[int, int] | None = None) -> None:
         files = list_pngs(folder)
         a_list, b_list = [], []
         for path in files:
             with Image.open(path) as im:
                 ab = im.convert("RGB")
             half = ab.width // 2
-            size = (load_size, load_size)
-            a_list.append(np.asarray(ab.crop((0, 0, half, ab.height)).convert("L").resize(size, Image.Resampling.BICUBIC)))
-            b_list.append(np.asarray(ab.crop((half, 0, ab.width, ab.height)).resize(size, Image.Resampling.BICUBIC)))
-        self.a = torch.from_numpy(np.stack(a_list))  # N×S×S grey inputs (possibly aged)
-        self.b = torch.from_numpy(np.stack(b_list))  # N×S×S×3 colour targets
+            a_img, b_img = ab.crop((0, 0, half, ab.height)).convert("L"), ab.crop((half, 0, ab.width, ab.height))
+            if zoom is None:
+                size = (load_size, load_size)
+                a_img = a_img.resize(size, Image.Resampling.BICUBIC)
+                b_img = b_img.resize(size, Image.Resampling.BICUBIC)
+            a_list.append(torch.from_numpy(np.asarray(a_img).copy()))
+            b_list.append(torch.from_numpy(np.asarray(b_img).copy()))
+        self.zoom = (int(zoom[0]), int(zoom[1])) if zoom is not None else None
+        if self.zoom is None:
+            self.a = torch.stack(a_list)  # N×S×S grey inputs (possibly aged)
+            self.b = torch.stack(b_list)  # N×S×S×3 colour targets
+        else:
+            if not crop_size <= self.zoom[0] <= self.zoom[1]:
+                raise SystemExit(f"zoom {list(zoom)}: expected crop_size <= lo <= hi")
+            self.a, self.b = a_list, b_list  # whole photos of different sizes
         self.load_size, self.crop_size = load_size, crop_size
 
     def __len__(self) -> int:
         return len(self.a)
+
+    def _zoomed(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One crop_size² crop of photo i rescaled to a drawn long side (uint8 c×c and c×c×3)."""
+        c = self.crop_size
+        a, b = self.a[i], self.b[i]
+        h, w = a.shape
+        # the short side must still hold a crop after rescaling
+        lo = max(self.zoom[0], c * max(h, w) / min(h, w))
+        f = max(lo, float(rng.uniform(self.zoom[0], self.zoom[1]))) / max(h, w)
+        side = c / f  # the crop's side in stored pixels
+        y0 = float(rng.uniform(0, h - side)) if h > side else 0.0
+        x0 = float(rng.uniform(0, w - side)) if w > side else 0.0
+        top, left = int(y0), int(x0)
+        bottom, right = min(h, int(np.ceil(y0 + side))), min(w, int(np.ceil(x0 + side)))
+        region = torch.cat([a[top:bottom, left:right, None], b[top:bottom, left:right]], 2)
+        region = region.permute(2, 0, 1)[None].float()
+        out = F.interpolate(region, size=(c, c), mode="bilinear", antialias=True, align_corners=False)
+        out = out[0].round().clamp(0, 255).byte().permute(1, 2, 0)
+        return out[..., 0], out[..., 1:]
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         """(L normalised N×1×c×c from the grey input, ab N×2×c×c in Lab units of the photo)."""
@@ -67,9 +104,12 @@ class CachedPairs:
         c, m = self.crop_size, self.load_size - self.crop_size
         grey, colour = [], []
         for i in idx:
-            y0, x0 = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
-            a = self.a[i, y0:y0 + c, x0:x0 + c]
-            b = self.b[i, y0:y0 + c, x0:x0 + c]
+            if self.zoom is not None:
+                a, b = self._zoomed(int(i), rng)
+            else:
+                y0, x0 = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
+                a = self.a[i, y0:y0 + c, x0:x0 + c]
+                b = self.b[i, y0:y0 + c, x0:x0 + c]
             if rng.random() < 0.5:
                 a, b = a.flip(1), b.flip(1)
             grey.append(a)
@@ -107,8 +147,10 @@ def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
     out = []
     for path in files:
         ab = Image.open(path).convert("RGB")
-        b = ab.crop((ab.width // 2, 0, ab.width, ab.height)).resize((size, size), Image.Resampling.BICUBIC)
-        out.append(to_tensor(b))
+        b = to_tensor(ab.crop((ab.width // 2, 0, ab.width, ab.height)).resize((size, size), Image.Resampling.BICUBIC))
+        if out and torch.equal(out[-1], b):
+            continue  # copies of one whole photo (dataset_gen --whole --crops k) differ only in their grey input
+        out.append(b)
     # An (almost) grey original has no colour to recover, and its grey version scores a PSNR in
     # the hundreds (one grey wallpaper lifted the mean "grey" PSNR of 47 photos by 2.3 dB).
     coloured = [t for t in out if colourfulness(t) >= COLOUR_RATIO_MIN_REF]
@@ -156,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
         net.load_state_dict(load_tensors(Path(cfg["init"]) / COLORIZE_FILE), strict=False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
-    train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"])
+    train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"], cfg["zoom"])
     if run.master:
         print(f"{len(train)} training pairs")
     val_dir = Path(cfg["data"]) / "val"

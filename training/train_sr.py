@@ -128,7 +128,9 @@ def evaluate(model, val: SRDataset, cfg: dict, device) -> dict:
     model.eval()
     s = cfg["scale"]
     res = {"psnr_y": [], "ssim": [], "bicubic_psnr_y": [], "bicubic_ssim": []}
-    for i in range(min(len(val), cfg["eval_images"])):
+    # evenly spaced over the split: the files sort by photo, so the first ones are few photos' crops
+    n = min(len(val), cfg["eval_images"])
+    for i in sorted({int(round(j)) for j in np.linspace(0, len(val) - 1, n)}):
         lr, hr = val.pair(i, None)
         sr = model(lr[None].to(device)).float().clamp(0, 1)[0].cpu()
         sr = (sr * 255).round() / 255  # as served: 8-bit output
@@ -170,6 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
     val = (SRDataset(val_dir, cfg["scale"], cfg["patch"], False, val_jpeg=int(cfg["val_jpeg"]))
            if (val_dir / "hr").is_dir() else None)
     metrics: dict = {}
+    if run.master and val is not None and step == 0 and cfg["init"]:
+        metrics = evaluate(model, val, cfg, run.device)  # where the initialising model starts
+        run.log({"step": 0, "val": metrics})
+        tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     bar = tqdm(total=cfg["steps"], initial=step, desc=f"sr x{cfg['scale']}", disable=not run.master)
     while step < cfg["steps"]:
         lr_now = cosine_lr(cfg["lr"], step, cfg["steps"], cfg["warmup"])
