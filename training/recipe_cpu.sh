@@ -41,6 +41,8 @@ wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
 $PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
+# ... then trained on with the damage drawn afresh every batch (online: the served weights)
+$PY -m training.train_repair --config training/configs/repair_online_cpu.yaml init=runs/repair/model resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/sr_x2_long --out weights
@@ -48,5 +50,5 @@ $PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validat
 $PY -m training.export --sr runs/sr_x2_jpeg_deep --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && cp -r runs/repair/model weights/repair
+rm -rf weights/repair && cp -r runs/repair_online/model weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
