@@ -242,18 +242,25 @@ def _apply(op: str, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     raise ValueError(f"unknown damage {op!r}")
 
 
-def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0) -> tuple[Image.Image, Image.Image, dict]:
+def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, single: float = 0.0
+           ) -> tuple[Image.Image, Image.Image, dict]:
     """(damaged, clean) grey copies of ``img`` as an old print's scan, and what was done.
 
     Each damage of :data:`DAMAGE_OPS` is drawn with its probability (:data:`DAMAGE_P`) and the
     drawn ones are applied in a random order; with probability ``clean`` nothing is done (the
-    model must learn to leave an undamaged photo alone). Deterministic for the generator's seed.
+    model must learn to leave an undamaged photo alone); with probability ``single`` a damaged
+    photo gets one damage, drawn uniformly, instead of the mix (a mildly damaged print must not be
+    corrected like a ruined one). Deterministic for the generator's seed; ``single`` = 0 draws
+    exactly what earlier versions drew.
     """
     target = ImageOps.grayscale(img)
     y = np.asarray(target, np.float32)
     record: dict = {"order": [], "params": {}}
     if rng.random() >= clean:
-        drawn = [op for op in DAMAGE_OPS if rng.random() < DAMAGE_P[op]]
+        if single > 0 and rng.random() < single:
+            drawn = [DAMAGE_OPS[int(rng.integers(0, len(DAMAGE_OPS)))]]
+        else:
+            drawn = [op for op in DAMAGE_OPS if rng.random() < DAMAGE_P[op]]
         if not drawn:
             drawn = [DAMAGE_OPS[int(rng.integers(0, len(DAMAGE_OPS)))]]
         for i in rng.permutation(len(drawn)):

@@ -44,6 +44,12 @@ def test_damage_is_deterministic_and_recorded():
     assert len(orders) > 6  # the damages and their order vary with the seed
     untouched, target, rec = damage(img, np.random.default_rng(3), clean=1.0)
     assert untouched.tobytes() == target.tobytes() and rec["order"] == []
+    # single: one damage instead of the mix, drawn over every kind; single=0 draws as before
+    singles = [damage(img, np.random.default_rng(s), single=1.0)[2]["order"] for s in range(40)]
+    assert all(len(o) == 1 for o in singles) and len({o[0] for o in singles}) > 6
+    assert damage(img, np.random.default_rng(7), single=0.0)[0].tobytes() == a.tobytes()
+    mixed = [len(damage(img, np.random.default_rng(s), single=0.5)[2]["order"]) for s in range(40)]
+    assert 5 < sum(n == 1 for n in mixed) < 35
 
 
 def test_dataset_gen_builds_repair_pairs(tmp_path):

@@ -35,6 +35,7 @@ DEFAULTS = {
     "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16,
     "loss": "charbonnier", "eps": 1e-3,
     "online": 0.0,  # > 0: damage drawn afresh every batch, this share of photos left clean (RepairPairs)
+    "single": 0.0,  # with online: this share of damaged photos gets one damage instead of the mix
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
     "steps": 6000, "minutes": 0.0, "eval_every": 500, "ckpt_every": 250, "eval_max": 120,
     "clean_min_db": 40.0,  # the gate is chosen so that clean validation photos stay at least this close
@@ -68,16 +69,17 @@ class RepairPairs:
     not used, so the network never sees the same grain, specks or scratches twice. With the stored
     pairs a run saw each damage ~90 times (16 000 steps over 2 900 pairs) and could learn them."""
 
-    def __init__(self, folder: Path, crop: int, context: int = 64, online: float = 0.0) -> None:
+    def __init__(self, folder: Path, crop: int, context: int = 64, online: float = 0.0, single: float = 0.0) -> None:
         self.damaged, self.clean = load_pairs(folder)
-        self.crop, self.context, self.online = crop, context, float(online)
+        self.crop, self.context, self.online, self.single = crop, context, float(online), float(single)
         # each pair's whole damaged photo as the context branch sees it
         self.thumbs = thumbnails(self.damaged, context) if context and not self.online else None
 
     def _fresh(self, i: int, seed: int, step: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Photo i damaged afresh (a pure function of seed, step and its place j in the batch)."""
         rng = np.random.default_rng([seed, step, j, 7919])
-        img, _, _ = damage(Image.fromarray(self.clean[i], "L").convert("RGB"), rng, clean=self.online)
+        img, _, _ = damage(Image.fromarray(self.clean[i], "L").convert("RGB"), rng, clean=self.online,
+                           single=self.single)
         a = np.array(img.convert("L"), dtype=np.uint8)
         return a, (thumbnails(a[None], self.context)[0] if self.context else None)
 
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
         net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
-    train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]), float(cfg["online"]))
+    train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]),
+                        float(cfg["online"]), float(cfg["single"]))
     val_dir = Path(cfg["data"]) / "val"
     val = load_pairs(val_dir, int(cfg["eval_max"])) if val_dir.is_dir() else None
     if run.master:
