@@ -17,6 +17,8 @@ $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --so
     --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --out data/sr
 $PY -m dataset_gen --task sr --source skimage --source mate --source plasma --source lomiri --source procedural:10 \
     --size 192 --crops 24 --scales 2,4 --val 0.08 --test 0.0 --seed 0 --sr-degrade --out data/sr_real
+$PY -m dataset_gen --task sr --source all-photos --source procedural:10 \
+    --size 192 --crops 12 --scales 2 --val 0.08 --test 0.0 --seed 0 --out data/sr_all
 $PY -m dataset_gen --task repair --source all-photos --source procedural:60 \
     --size 256 --crops 10 --clean 0.15 --val 0.05 --test 0.0 --seed 0 --out data/repair2
 $PY -m training.heldout --out data/heldout
@@ -32,11 +34,13 @@ $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml resume=tr
 $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml init=runs/sr_x4_long/model out=runs/sr_x4_long2 \
     lr=0.00005 steps=2500 minutes=22 threads=2 resume=true
 # The ×2 for compressed inputs (X-SR-Input: compressed): the degraded-LR run, then JPEG drawn
-# afresh per patch, then the same grown to 12 blocks (sr_x2_jpeg_deep_cpu.yaml).
+# afresh per patch, then the same grown to 12 blocks (sr_x2_jpeg_deep_cpu.yaml), then every photo source.
 $PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml data=data/sr_real out=runs/sr_x2_real \
     init=runs/sr_x2_long/model steps=6000 minutes=120 resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_jpeg_cpu.yaml init=runs/sr_x2_real/model resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_jpeg_deep_cpu.yaml init=runs/sr_x2_jpeg/model resume=true
+# ... then trained on on every photo source (data/sr_all)
+$PY -m training.train_sr --config training/configs/sr_x2_jpeg_all_cpu.yaml init=runs/sr_x2_jpeg_deep/model resume=true
 wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
@@ -47,7 +51,7 @@ $PY -m training.train_repair --config training/configs/repair_online_cpu.yaml in
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/sr_x2_long --out weights
 $PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validation-best kept model
-$PY -m training.export --sr runs/sr_x2_jpeg_deep --out runs/export_compressed
+$PY -m training.export --sr runs/sr_x2_jpeg_all --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
 rm -rf weights/repair && cp -r runs/repair_online/model weights/repair
