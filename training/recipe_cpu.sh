@@ -41,6 +41,10 @@ $PY -m training.train_sr --config training/configs/sr_x2_jpeg_cpu.yaml init=runs
 $PY -m training.train_sr --config training/configs/sr_x2_jpeg_deep_cpu.yaml init=runs/sr_x2_jpeg/model resume=true
 # ... then trained on on every photo source (data/sr_all)
 $PY -m training.train_sr --config training/configs/sr_x2_jpeg_all_cpu.yaml init=runs/sr_x2_jpeg_deep/model resume=true
+# The default ×2: PAN, the equal-time comparison's run (15 min) continued (sr_x2_pan_cpu.yaml).
+$PY -m training.train_sr data=data/sr_all out=runs/arch_pan scale=2 model_type=PAN "arch={nf: 32, unf: 24, nb: 8}" \
+    steps=20000 minutes=15 lr=0.0005 warmup=100 eval_every=500 eval_images=48 threads=1 resume=true
+$PY -m training.train_sr --config training/configs/sr_x2_pan_cpu.yaml resume=true
 wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
@@ -49,7 +53,7 @@ $PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=tr
 $PY -m training.train_repair --config training/configs/repair_online_cpu.yaml init=runs/repair/model resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
-$PY -m training.export --sr runs/sr_x2_long --out weights
+$PY -m training.export --sr runs/pan_x2 --best --out weights
 $PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validation-best kept model
 $PY -m training.export --sr runs/sr_x2_jpeg_all --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
