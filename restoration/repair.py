@@ -51,6 +51,9 @@ class RepairConfig:
     gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
     context: int = 64  # side of the whole-photo thumbnail the context branch reads (0: no branch)
     knots: int = 16  # the context's global tone curve: a monotone piecewise-linear map with this many steps
+    # > 0: the tone curve reads this many quantiles of the photo's luma (its histogram: where its
+    # blacks and whites sit) beside the context vector, through a small MLP, instead of a linear map
+    quantiles: int = 0
     tile: int = 512  # tile core side in pixels (0: untiled)
     overlap: int = 96  # context margin per side; a multiple of the stride (2**(levels+1))
 
@@ -95,19 +98,26 @@ def thumbnail(y: torch.Tensor, side: int) -> torch.Tensor:
 
 class Context(nn.Module):
     """Thumbnail → one vector per photo: pooled convolutional features and the thumbnail's
-    tone statistics (mean, spread, darkest and brightest values)."""
+    tone statistics (mean, spread, darkest and brightest values), then, with ``quantiles`` > 0,
+    that many evenly spaced quantiles of its luma (from the darkest to the brightest value)."""
 
-    def __init__(self, out: int = 64) -> None:
+    def __init__(self, out: int = 64, quantiles: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), _act(),
                                   nn.Conv2d(16, 32, 3, stride=2, padding=1), _act(),
                                   nn.Conv2d(32, out - 4, 3, stride=2, padding=1), _act())
-        self.out = out
+        self.out = out  # the features FiLM reads
+        self.quantiles = quantiles
+        self.full = out + quantiles  # the whole vector (the tone curve reads it all)
 
     def forward(self, thumb: torch.Tensor) -> torch.Tensor:
         flat = thumb.flatten(1)
         stats = torch.stack([flat.mean(1), flat.std(1), flat.amin(1), flat.amax(1)], 1)
-        return torch.cat([self.body(thumb - 0.5).mean((2, 3)), stats], 1)
+        parts = [self.body(thumb - 0.5).mean((2, 3)), stats]
+        if self.quantiles:
+            levels = torch.linspace(0, 1, self.quantiles, device=flat.device, dtype=flat.dtype)
+            parts.append(torch.quantile(flat, levels, dim=1).T)
+        return torch.cat(parts, 1)
 
 
 class FiLM(nn.Module):
@@ -120,24 +130,32 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.lin.bias)
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.lin(ctx)[:, :, None, None].chunk(2, 1)
+        gamma, beta = self.lin(ctx[:, :self.lin.in_features])[:, :, None, None].chunk(2, 1)
         return x * (1 + gamma) + beta
 
 
 class ToneCurve(nn.Module):
     """A monotone piecewise-linear tone curve per photo from its context (starts as the identity):
     undoes faded contrast, lifted blacks and a toned print's response, which are the same
-    everywhere in the photo and so are no job for the local network."""
+    everywhere in the photo and so are no job for the local network. ``hidden`` > 0: a small MLP
+    (for the context with the luma quantiles: inverting a fade divides by the histogram's spread,
+    which no linear map of the quantiles does) instead of a linear map."""
 
-    def __init__(self, ctx: int, knots: int) -> None:
+    def __init__(self, ctx: int, knots: int, hidden: int = 0) -> None:
         super().__init__()
         self.knots = knots
-        self.lin = nn.Linear(ctx, knots + 1)
-        nn.init.zeros_(self.lin.weight)
-        nn.init.zeros_(self.lin.bias)
+        if hidden:
+            self.mlp = nn.Sequential(nn.Linear(ctx, hidden), _act(), nn.Linear(hidden, hidden), _act(),
+                                     nn.Linear(hidden, knots + 1))
+            last = self.mlp[-1]
+        else:
+            self.lin = nn.Linear(ctx, knots + 1)
+            last = self.lin
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, y: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        p = self.lin(ctx)
+        p = self.mlp(ctx) if hasattr(self, "mlp") else self.lin(ctx)
         # softplus(0) = log 2: scaled so that zero parameters give equal steps of 1/knots
         steps = F.softplus(p[:, 1:]) / (math.log(2.0) * self.knots)
         start = 0.1 * torch.tanh(p[:, :1])
@@ -191,10 +209,12 @@ class RepairNet(nn.Module):
         nn.init.zeros_(self.tail[-2].bias)
         self.curve: ToneCurve | None = None
         if cfg.context:
-            self.ctx = Context()
+            self.ctx = Context(quantiles=cfg.quantiles)
             self.film_low = FiLM(self.ctx.out, widths[-1])
             self.film_high = FiLM(self.ctx.out, widths[0])
-            self.curve = ToneCurve(self.ctx.out, cfg.knots) if cfg.knots else None
+            if cfg.knots:
+                self.curve = (ToneCurve(self.ctx.full, cfg.knots, hidden=64) if cfg.quantiles
+                              else ToneCurve(self.ctx.out, cfg.knots))
 
     def context(self, y: torch.Tensor) -> torch.Tensor | None:
         """The context vector of whole photos (N×1×H×W luma); None without a context branch."""

@@ -26,7 +26,9 @@ def random_net(cfg: RepairConfig, seed: int = 0):
         if cfg.context:
             for film in (net.film_low, net.film_high):
                 film.lin.weight.normal_(0, 0.2)
-            net.curve.lin.weight.normal_(0, 0.5)
+            if net.curve is not None:
+                last = net.curve.mlp[-1] if cfg.quantiles else net.curve.lin
+                last.weight.normal_(0, 0.5)
     return net
 
 
@@ -66,9 +68,9 @@ def test_dataset_gen_builds_repair_pairs(tmp_path):
     assert pair.size == (128, 64)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 300, 420), (1, 1, 257, 131)])
-def test_tiled_matches_untiled(shape):
-    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32)
+@pytest.mark.parametrize(("shape", "quantiles"), [((1, 1, 300, 420), 0), ((1, 1, 257, 131), 0), ((1, 1, 300, 420), 9)])
+def test_tiled_matches_untiled(shape, quantiles):
+    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32, quantiles=quantiles)
     net = random_net(cfg)
     y = torch.rand(shape)
     whole = residual(net, y, tile=0, multiple=cfg.multiple)
@@ -106,6 +108,49 @@ def test_tone_curve_is_monotone_and_starts_as_identity():
         curve.lin.weight.normal_(0, 2.0)
     out = curve(y, ctx)[0, 0, 0]
     assert (out[1:] >= out[:-1] - 1e-6).all() and not torch.allclose(out, y[0, 0, 0], atol=1e-3)
+
+
+def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(tmp_path):
+    """quantiles > 0: the context carries the luma's quantiles and the tone curve reads them through
+    an MLP that starts as the identity, so a curve-less model initialises it exactly (train_repair
+    init); the curve then undoes a fade that the quantiles reveal, which the photo's own pixels
+    cannot tell apart from a low-contrast scene."""
+    from restoration.repair import Context
+    from restoration.weights import save_tensors, write_config
+    from training import train_repair
+
+    ctx = Context(out=16, quantiles=5)
+    thumb = torch.linspace(0.2, 0.6, 64).view(1, 1, 8, 8)
+    v = ctx(thumb)
+    assert v.shape == (1, 21) and torch.allclose(v[0, 16:], torch.linspace(0.2, 0.6, 5), atol=1e-6)
+
+    old_cfg = RepairConfig(width=8, levels=1, blocks=1, context=16, knots=0)
+    old = random_net(old_cfg, seed=4)
+    new = build(RepairConfig(**{**old_cfg.to_dict(), "knots": 8, "quantiles": 9})).eval()
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("curve.mlp.") for k in missing)
+    y = torch.rand(1, 1, 48, 40)
+    with torch.no_grad():
+        assert torch.allclose(new(y), old(y), atol=1e-6)  # step 0 is the old model
+
+    init = tmp_path / "old"
+    init.mkdir()
+    save_tensors(old.state_dict(), init / "repair.safetensors")
+    write_config(init, old_cfg.to_dict())
+    data = tmp_path / "data"
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.25, test=0.0, workers=1),
+                  list(parse_source("procedural:6", 0)))
+    args = [f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
+            "knots=8", "quantiles=9", f"init={init}", "online=0.15", "crop_size=32", "batch_size=4",
+            "steps=3", "eval_every=3", "threads=1"]
+    train_repair.main(args)
+    net, cfg = load_repairer(str(tmp_path / "run" / "model"))
+    assert cfg.quantiles == 9 and cfg.knots == 8 and net.curve is not None
+    with pytest.raises(SystemExit):  # a different network is refused, not half loaded
+        train_repair.main([*args[:-1], "width=16", f"out={tmp_path / 'bad'}"])
 
 
 def test_gate_leaves_small_corrections_out():

@@ -248,6 +248,38 @@ def test_sr_compressed_input_training_draws_fresh_jpeg_artefacts(sr_data, tmp_pa
             train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))
 
 
+def test_sr_real_input_degradations_blur_noise_and_jpeg_in_random_order(sr_data, tmp_path):
+    """blur_p/noise_p: mild Gaussian blur and noise of the training LR, with the JPEG, each with its
+    probability and in a random order; a pure function of (seed, step); the targets stay clean;
+    without them the batches are exactly the JPEG-only ones; bad settings are refused."""
+    from training.data import SRDataset, blur_tensor
+
+    img = torch.rand(3, 20, 24)
+    b = blur_tensor(img, 1.0)
+    assert b.shape == img.shape and abs(float(b.mean() - img.mean())) < 0.02
+    assert float(b.std()) < float(img.std()) * 0.7  # blurred: less pixel-to-pixel variance
+    flat = torch.full((3, 8, 8), 0.4)
+    assert torch.allclose(blur_tensor(flat, 0.8), flat, atol=1e-6)
+
+    base = SRDataset(sr_data / "train", 2, 16, True, jpeg=(70, 90), jpeg_p=0.5)
+    same = SRDataset(sr_data / "train", 2, 16, True, jpeg=(70, 90), jpeg_p=0.5, blur_p=0.0, noise_p=0.0)
+    assert torch.equal(base.batch(0, 3, 4)[0], same.batch(0, 3, 4)[0])
+    deg = SRDataset(sr_data / "train", 2, 16, True, jpeg=(70, 90), jpeg_p=1.0, blur_p=1.0, noise_p=1.0,
+                    noise_sigma=(8.0, 8.0))
+    a, hr = deg.batch(0, 3, 4)
+    again, _ = deg.batch(0, 3, 4)
+    assert torch.equal(a, again)
+    assert torch.equal(hr, base.batch(0, 3, 4)[1])
+    clean = SRDataset(sr_data / "train", 2, 16, True).batch(0, 3, 4)[0]
+    assert (a - clean).abs().mean() > 2 / 255
+    train_sr.main(sr_args(sr_data, tmp_path / "d", 3, jpeg="[60, 95]", jpeg_p=0.85, blur_p=0.3, noise_p=0.3,
+                          val_jpeg=75, eval_every=3))
+    assert "gain_db" in json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])["val"]
+    for bad in ({"blur_p": 1.5}, {"noise_p": -0.1}, {"blur_sigma": "[1.0, 0.5]"}, {"noise_sigma": "[0, 3]"}):
+        with pytest.raises(SystemExit):
+            train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))
+
+
 def test_sr_init_grows_a_deeper_edsr_that_computes_the_same(tmp_path):
     """init= from a shallower EDSR: its blocks fill the first ones, the added blocks start as the
     identity, so the grown model's output equals the source's; a deeper source is refused."""

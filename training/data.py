@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from dataset_gen.degrade import jpeg
@@ -88,16 +89,45 @@ def jpeg_tensor(img: torch.Tensor, quality: int) -> torch.Tensor:
     return to_tensor(jpeg(Image.fromarray(arr, "RGB"), quality))
 
 
+def blur_tensor(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A C×H×W image blurred by an isotropic Gaussian of ``sigma`` pixels (reflected borders)."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=img.dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = img.shape[0]
+    out = F.pad(img[None], (r, r, r, r), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return out[0]
+
+
+def noise_tensor(img: torch.Tensor, sigma: float, grey: bool, rng: np.random.Generator) -> torch.Tensor:
+    """``img`` plus Gaussian noise of ``sigma`` (in [0, 1] units): the same on every channel
+    (luminance noise) when ``grey``, else drawn per channel; clipped to [0, 1]."""
+    shape = (1, *img.shape[1:]) if grey else tuple(img.shape)
+    n = torch.from_numpy(rng.standard_normal(shape).astype(np.float32)) * sigma
+    return (img + n).clamp(0, 1)
+
+
 class SRDataset:
     """HR crops and their LR copies (``hr/`` and ``lr_x{scale}/`` with the same file names).
 
     ``jpeg=(lo, hi)`` with ``jpeg_p`` > 0 compresses each training LR patch, with that
     probability, at a quality drawn from lo..hi (a fresh draw every time a patch is used, so the
     network does not see the same artefacts twice); ``val_jpeg`` compresses every validation LR at
-    one fixed quality, so that validation measures the gain over bicubic of the same JPEG."""
+    one fixed quality, so that validation measures the gain over bicubic of the same JPEG.
+
+    ``blur_p``/``noise_p`` > 0 add the other mild degradations of real photos (as the BSRGAN /
+    Real-ESRGAN degradation models do): a Gaussian blur of the LR patch (sigma drawn from
+    ``blur_sigma``, LR pixels) and Gaussian noise (sigma from ``noise_sigma``, grey levels; luminance
+    noise in 40 % of draws, colour noise otherwise), each with its probability; the degradations
+    drawn for a patch (blur, noise, JPEG) are applied in a random order."""
 
     def __init__(self, folder: Path, scale: int, patch: int, train: bool = True,
-                 jpeg: tuple[int, int] | None = None, jpeg_p: float = 0.0, val_jpeg: int = 0) -> None:
+                 jpeg: tuple[int, int] | None = None, jpeg_p: float = 0.0, val_jpeg: int = 0,
+                 blur_p: float = 0.0, blur_sigma: tuple[float, float] = (0.3, 1.0),
+                 noise_p: float = 0.0, noise_sigma: tuple[float, float] = (1.0, 6.0)) -> None:
         self.hr = list_pngs(Path(folder) / "hr")
         self.lr_dir = Path(folder) / f"lr_x{scale}"
         if not self.lr_dir.is_dir():
@@ -109,8 +139,17 @@ class SRDataset:
             raise SystemExit(f"jpeg_p {jpeg_p}: expected a probability in [0, 1]")
         if not 0 <= int(val_jpeg) <= 100:
             raise SystemExit(f"val_jpeg {val_jpeg}: expected a JPEG quality 1..100 (0: none)")
+        for name, prob in (("blur_p", blur_p), ("noise_p", noise_p)):
+            if not 0.0 <= float(prob) <= 1.0:
+                raise SystemExit(f"{name} {prob}: expected a probability in [0, 1]")
+        for name, rng_ in (("blur_sigma", blur_sigma), ("noise_sigma", noise_sigma)):
+            if len(rng_) != 2 or not 0.0 < float(rng_[0]) <= float(rng_[1]):
+                raise SystemExit(f"{name} {list(rng_)}: expected [lowest, highest] with 0 < lowest <= highest")
         self.jpeg = (int(jpeg[0]), int(jpeg[1])) if jpeg is not None else None
         self.jpeg_p, self.val_jpeg = float(jpeg_p), int(val_jpeg)
+        self.blur_p, self.noise_p = float(blur_p), float(noise_p)
+        self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
+        self.noise_sigma = (float(noise_sigma[0]), float(noise_sigma[1]))
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
@@ -135,8 +174,8 @@ class SRDataset:
         x0 = int(rng.integers(0, lr.shape[2] - p + 1))
         lr_p = lr[:, y0:y0 + p, x0:x0 + p]
         hr_p = hr[:, y0 * s:(y0 + p) * s, x0 * s:(x0 + p) * s]
-        if self.jpeg is not None and self.jpeg_p > 0 and jpeg_rng is not None and jpeg_rng.random() < self.jpeg_p:
-            lr_p = jpeg_tensor(lr_p, int(jpeg_rng.integers(self.jpeg[0], self.jpeg[1] + 1)))
+        if jpeg_rng is not None:
+            lr_p = self.degrade(lr_p, jpeg_rng)
         if rng.random() < 0.5:
             lr_p, hr_p = lr_p.flip(-1), hr_p.flip(-1)
         if rng.random() < 0.5:
@@ -145,10 +184,29 @@ class SRDataset:
             lr_p, hr_p = lr_p.transpose(-1, -2), hr_p.transpose(-1, -2)
         return lr_p.contiguous(), hr_p.contiguous()
 
+    def degrade(self, lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The training LR patch through the degradations drawn for it, in a random order."""
+        ops = []
+        if self.blur_p > 0 and rng.random() < self.blur_p:
+            sigma = float(rng.uniform(*self.blur_sigma))
+            ops.append(lambda x: blur_tensor(x, sigma))
+        if self.noise_p > 0 and rng.random() < self.noise_p:
+            sigma, grey = float(rng.uniform(*self.noise_sigma)) / 255.0, bool(rng.random() < 0.4)
+            noise_rng = np.random.default_rng(rng.integers(1 << 62))
+            ops.append(lambda x: noise_tensor(x, sigma, grey, noise_rng))
+        if self.jpeg is not None and self.jpeg_p > 0 and rng.random() < self.jpeg_p:
+            quality = int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))
+            ops.append(lambda x: jpeg_tensor(x, quality))
+        if len(ops) > 1:
+            ops = [ops[i] for i in rng.permutation(len(ops))]
+        for op in ops:
+            lr = op(lr)
+        return lr
+
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         n = len(self.hr)
         rng = step_rng(seed, step, rank)
-        # JPEG draws from their own stream: the crops and flips stay those of a run without JPEG
+        # degradation draws from their own stream: the crops and flips stay those of a run without JPEG
         jpeg_rng = np.random.default_rng([seed, step, rank, 1])
         idx = np.random.default_rng([seed, step]).integers(0, n, batch_size)[rank::world]
         pairs = [self.pair(int(i), rng, jpeg_rng) for i in idx]

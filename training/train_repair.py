@@ -32,7 +32,7 @@ from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
     "data": "data/repair2", "out": "runs/repair", "init": "",
-    "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16,
+    "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16, "quantiles": 0,
     "loss": "charbonnier", "eps": 1e-3,
     "online": 0.0,  # > 0: damage drawn afresh every batch, this share of photos left clean (RepairPairs)
     "single": 0.0,  # with online: this share of damaged photos gets one damage instead of the mix
@@ -220,10 +220,19 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
     run = Run(cfg)
     rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]),
-                        context=int(cfg["context"]), knots=int(cfg["knots"]))
+                        context=int(cfg["context"]), knots=int(cfg["knots"]), quantiles=int(cfg["quantiles"]))
     net = build(rcfg).to(run.device)
     if cfg["init"]:
-        net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=True)
+        # a model without the tone curve starts one that has it: the curve's parameters are the
+        # only ones allowed to be missing (it starts as the identity, so step 0 is the old model)
+        try:
+            missing, unexpected = net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=False)
+        except RuntimeError as e:  # tensors of other shapes: another width, levels or blocks
+            raise SystemExit(f"init {cfg['init']}: not this network ({str(e).splitlines()[0]})") from None
+        if unexpected or any(not k.startswith("curve.") for k in missing):
+            raise SystemExit(f"init {cfg['init']}: not this network (missing {missing}, unexpected {unexpected})")
+        if missing and run.master:
+            print(f"init {cfg['init']}: the tone curve ({len(missing)} tensors) starts as the identity")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
     train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]),

@@ -41,6 +41,10 @@ DEFAULTS = {
     # compressed-input variant: each training LR patch through JPEG at a quality in jpeg (lo, hi) with
     # probability jpeg_p, drawn afresh at every use; val_jpeg: validation LR compressed at that quality
     "jpeg": [60, 95], "jpeg_p": 0.0, "val_jpeg": 0,
+    # the other mild degradations of real photos, each with its probability, in a random order with
+    # the JPEG (training.data.SRDataset): Gaussian blur of the LR (sigma in LR pixels), Gaussian noise
+    # (sigma in grey levels)
+    "blur_p": 0.0, "blur_sigma": [0.3, 1.0], "noise_p": 0.0, "noise_sigma": [1.0, 6.0],
     "patch": 48, "batch_size": 16, "lr": 5e-4, "steps": 3000, "minutes": 0.0, "warmup": 100,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 24, "seed": 0, "threads": 0, "resume": False,
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
@@ -167,7 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not (isinstance(jpeg, (list, tuple)) and len(jpeg) == 2):
         raise SystemExit(f"setting 'jpeg': expected [lowest, highest] quality, got {jpeg!r}")
     train = SRDataset(Path(cfg["data"]) / "train", cfg["scale"], cfg["patch"], True,
-                      jpeg=tuple(jpeg), jpeg_p=float(cfg["jpeg_p"]))
+                      jpeg=tuple(jpeg), jpeg_p=float(cfg["jpeg_p"]),
+                      blur_p=float(cfg["blur_p"]), blur_sigma=tuple(cfg["blur_sigma"]),
+                      noise_p=float(cfg["noise_p"]), noise_sigma=tuple(cfg["noise_sigma"]))
     val_dir = Path(cfg["data"]) / "val"
     val = (SRDataset(val_dir, cfg["scale"], cfg["patch"], False, val_jpeg=int(cfg["val_jpeg"]))
            if (val_dir / "hr").is_dir() else None)
