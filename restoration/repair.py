@@ -222,8 +222,9 @@ class RepairNet(nn.Module):
             return None
         return self.ctx(thumbnail(y, self.context_side))
 
-    def forward(self, y: torch.Tensor, ctx: torch.Tensor | None = None, thumb: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, ctx: torch.Tensor | None = None, thumb: torch.Tensor | None = None,
+                return_base: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """dY; with ``return_base`` also the tone curve's output (training supervises it directly)."""
         y0 = y
         if ctx is None and self.context_side:
             ctx = self.ctx(thumb) if thumb is not None else self.context(y)
@@ -246,7 +247,8 @@ class RepairNet(nn.Module):
             z = self.dec[i](self.up[i](z) + feats[i])
         if ctx is not None:
             z = self.film_high(z, ctx)
-        return self.tail(z)[..., :h, :w] + (base - y0)
+        out = self.tail(z)[..., :h, :w] + (base - y0)
+        return (out, base) if return_base else out
 
 
 def build(cfg: RepairConfig) -> RepairNet:

@@ -145,10 +145,13 @@ def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(
                   list(parse_source("procedural:6", 0)))
     args = [f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
             "knots=8", "quantiles=9", f"init={init}", "online=0.15", "crop_size=32", "batch_size=4",
-            "steps=3", "eval_every=3", "threads=1"]
+            "steps=3", "eval_every=3", "threads=1", "ema=0", "curve_loss=1.0"]
     train_repair.main(args)
     net, cfg = load_repairer(str(tmp_path / "run" / "model"))
     assert cfg.quantiles == 9 and cfg.knots == 8 and net.curve is not None
+    assert net.curve.mlp[-1].weight.abs().max() > 0  # the curve's own loss moved it off the identity
+    with pytest.raises(SystemExit, match="curve_loss"):  # a curve loss without a curve
+        train_repair.main([*args[:-4], "knots=0", f"out={tmp_path / 'nocurve'}", "init=", "curve_loss=1.0"])
     with pytest.raises(SystemExit):  # a different network is refused, not half loaded
         train_repair.main([*args[:-1], "width=16", f"out={tmp_path / 'bad'}"])
 

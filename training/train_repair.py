@@ -34,6 +34,10 @@ DEFAULTS = {
     "data": "data/repair2", "out": "runs/repair", "init": "",
     "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16, "quantiles": 0,
     "loss": "charbonnier", "eps": 1e-3,
+    # > 0: the tone curve's own output is also pulled towards the clean photo (that loss times this
+    # weight): trained only through the whole network, the curve stayed at the identity while the
+    # local network, already trained on faded inputs, kept doing a worse job of the global correction
+    "curve_loss": 0.0,
     "online": 0.0,  # > 0: damage drawn afresh every batch, this share of photos left clean (RepairPairs)
     "single": 0.0,  # with online: this share of damaged photos gets one damage instead of the mix
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
@@ -111,6 +115,17 @@ class RepairPairs:
         y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float() / 255.0
         thumb = torch.from_numpy(np.stack(ts)).unsqueeze(1) if self.context else None
         return x, y, thumb
+
+
+def pixel_loss(err: torch.Tensor, cfg: dict) -> torch.Tensor:
+    # Charbonnier (a smooth L1): plain L1's gradient is only the error's sign, so the many
+    # pixels a damage leaves exactly as they were hold the output at the identity; with it
+    # the network stayed there for 1000 steps, with this it learns within a few hundred.
+    if cfg["loss"] == "charbonnier":
+        return torch.sqrt(err * err + cfg["eps"] ** 2).mean()
+    if cfg["loss"] == "mse":
+        return (err * err).mean()
+    return err.abs().mean()
 
 
 def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
@@ -252,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
         if run.master:
             print(f"resumed at step {step}")
     model = run.wrap(net)
+    curve_w = float(cfg["curve_loss"])
+    if curve_w and net.curve is None:
+        raise SystemExit("curve_loss needs the tone curve (knots > 0 and context > 0)")
     bar = tqdm(total=cfg["steps"], initial=step, desc="repair", disable=not run.master, mininterval=30)
     metrics: dict = {}
     while step < cfg["steps"]:
@@ -263,17 +281,14 @@ def main(argv: list[str] | None = None) -> dict:
         x, y = x.to(run.device), y.to(run.device)
         thumb = thumb.to(run.device) if thumb is not None else None
         with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
-            out = x + model(x, None, thumb)
-        err = out.float() - y
-        # Charbonnier (a smooth L1): plain L1's gradient is only the error's sign, so the many
-        # pixels a damage leaves exactly as they were hold the output at the identity; with it
-        # the network stayed there for 1000 steps, with this it learns within a few hundred.
-        if cfg["loss"] == "charbonnier":
-            loss = torch.sqrt(err * err + cfg["eps"] ** 2).mean()
-        elif cfg["loss"] == "mse":
-            loss = (err * err).mean()
-        else:
-            loss = err.abs().mean()
+            if curve_w:
+                res, base = model(x, None, thumb, return_base=True)
+            else:
+                res, base = model(x, None, thumb), None
+            out = x + res
+        loss = pixel_loss(out.float() - y, cfg)
+        if base is not None:
+            loss = loss + curve_w * pixel_loss(base.float() - y, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
