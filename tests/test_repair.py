@@ -226,3 +226,27 @@ def test_online_damage_is_fresh_every_step_and_a_pure_function_of_the_step(tmp_p
     a, thumb = online._fresh(0, 0, 3, 0)
     assert a.shape == online.clean[0].shape and a.dtype == np.uint8
     assert np.allclose(thumb, thumbnails(a[None], 16)[0])
+
+
+def test_evaluate_repair_table_reports_the_worst_clean_photo(tmp_path):
+    """training.evaluate's repair table: the clean-photo row gives the worst photo and the share of
+    photos that stay ≥ 40 dB beside the mean (a mean over photos, capped at 99 dB for unchanged ones,
+    hides the one photo a model harms)."""
+    from tests.tiny_models import make_repair
+    from training import evaluate
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        photo(96, 72, seed=10 + i).save(photos / f"p{i}.png")
+    weights = make_repair(tmp_path / "w")
+    evaluate.main(["--photos", str(photos), "--repair", str(weights), "--tasks", "repair",
+                   "--out", str(tmp_path / "eval"), "--max-side", "96"])
+    res = json.loads((tmp_path / "eval" / "results.json").read_text())
+    key = next(k for k in res["summary"]["repair"] if k.startswith("clean photo"))
+    per_photo = [r["repaired_psnr"] for r in res["rows"]["repair"][key]]
+    s = res["summary"]["repair"][key]
+    assert s["repaired_psnr_min"] == pytest.approx(min(per_photo))
+    assert s["repaired_share_40db"] == pytest.approx(np.mean([v >= 40 for v in per_photo]))
+    assert min(per_photo) < 99  # the randomised tiny model does change a clean photo
+    assert f"worst photo {min(per_photo):.2f}" in (tmp_path / "eval" / "README.md").read_text()

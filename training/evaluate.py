@@ -175,7 +175,13 @@ def repair_rows(weights: Path, photos: list[Path], out: Path, max_side: int) -> 
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
-    return {k: {m: float(np.mean([r[m] for r in rs])) for m in rs[0] if m != "photo"} for k, rs in rows.items() if rs}
+    out = {k: {m: float(np.mean([r[m] for r in rs])) for m in rs[0] if m != "photo"} for k, rs in rows.items() if rs}
+    for k, rs in rows.items():
+        if rs and "repaired_psnr" in rs[0]:  # a mean over photos hides the one photo the model harms
+            vals = [r["repaired_psnr"] for r in rs]
+            out[k]["repaired_psnr_min"] = float(np.min(vals))
+            out[k]["repaired_share_40db"] = float(np.mean([v >= 40.0 for v in vals]))
+    return out
 
 
 def markdown(summary: dict, n: int, max_side: int) -> str:
@@ -195,7 +201,9 @@ def markdown(summary: dict, n: int, max_side: int) -> str:
                   "", "| input | damaged PSNR / SSIM | repaired PSNR / SSIM | gain |", "| --- | ---: | ---: | ---: |"]
         for k, r in summary["repair"].items():
             if r["damaged_psnr"] >= 99.0:  # the clean photo: nothing to repair (99 dB: identical)
-                lines.append(f"| {k} | (the original) | {r['repaired_psnr']:.2f} / {r['repaired_ssim']:.4f} | |")
+                worst = (f" (worst photo {r['repaired_psnr_min']:.2f}; {100 * r['repaired_share_40db']:.0f} % of photos "
+                         "≥ 40 dB)") if "repaired_psnr_min" in r else ""
+                lines.append(f"| {k} | (the original) | {r['repaired_psnr']:.2f} / {r['repaired_ssim']:.4f}{worst} | |")
                 continue
             lines.append(f"| {k} | {r['damaged_psnr']:.2f} / {r['damaged_ssim']:.4f} | {r['repaired_psnr']:.2f} / "
                          f"{r['repaired_ssim']:.4f} | {r['repaired_psnr'] - r['damaged_psnr']:+.2f} dB |")

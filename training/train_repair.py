@@ -51,8 +51,10 @@ def load_config(argv: list[str] | None = None) -> dict:
     return config.load_config(DEFAULTS, __doc__, argv)
 
 
-def load_pairs(folder: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(damaged, clean) grey pairs as N×H×W uint8 arrays (A|B PNGs: damaged left, clean right)."""
+def load_pairs(folder: Path, limit: int = 0, min_side: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(damaged, clean) grey pairs as lists of H×W uint8 arrays (A|B PNGs: damaged left, clean
+    right). Crops of one size or whole photos of any size (``dataset_gen --whole``); pairs whose
+    shorter side is under ``min_side`` (too small for a training crop) are left out."""
     files = list_pngs(folder)
     if limit:
         files = files[:limit]
@@ -60,9 +62,13 @@ def load_pairs(folder: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for f in files:
         ab = np.asarray(Image.open(f).convert("L"), dtype=np.uint8)
         w = ab.shape[1] // 2
-        damaged.append(ab[:, :w])
-        clean.append(ab[:, w:2 * w])
-    return np.stack(damaged), np.stack(clean)
+        if min(ab.shape[0], w) < min_side:
+            continue
+        damaged.append(ab[:, :w].copy())
+        clean.append(ab[:, w:2 * w].copy())
+    if not clean:
+        raise SystemExit(f"{folder}: no pairs of at least {min_side} px a side")
+    return damaged, clean
 
 
 class RepairPairs:
@@ -74,7 +80,7 @@ class RepairPairs:
     pairs a run saw each damage ~90 times (16 000 steps over 2 900 pairs) and could learn them."""
 
     def __init__(self, folder: Path, crop: int, context: int = 64, online: float = 0.0, single: float = 0.0) -> None:
-        self.damaged, self.clean = load_pairs(folder)
+        self.damaged, self.clean = load_pairs(folder, min_side=crop)
         self.crop, self.context, self.online, self.single = crop, context, float(online), float(single)
         # each pair's whole damaged photo as the context branch sees it
         self.thumbs = thumbnails(self.damaged, context) if context and not self.online else None
@@ -93,16 +99,16 @@ class RepairPairs:
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0, world: int = 1):
         idx = epoch_batch(len(self), seed, step, batch_size, rank, world)
         rng = step_rng(seed, step, rank)
-        h, w = self.clean.shape[1:]
         xs, ys, ts = [], [], []
         for j, i in enumerate(idx):
+            h, w = self.clean[i].shape
             y0, x0 = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
             if self.online:
                 whole, t = self._fresh(int(i), seed, step * world + rank, j)
             else:
                 whole, t = self.damaged[i], (self.thumbs[i] if self.thumbs is not None else None)
             a = whole[y0:y0 + self.crop, x0:x0 + self.crop]
-            b = self.clean[i, y0:y0 + self.crop, x0:x0 + self.crop]
+            b = self.clean[i][y0:y0 + self.crop, x0:x0 + self.crop]
             k = int(rng.integers(0, 4))  # rotations and flips: scratches run any way
             t = t if t is not None else np.zeros((1, 1), np.float32)
             a, b, t = np.rot90(a, k), np.rot90(b, k), np.rot90(t, k)
@@ -128,13 +134,14 @@ def pixel_loss(err: torch.Tensor, cfg: dict) -> torch.Tensor:
     return err.abs().mean()
 
 
-def thumbnails(images: np.ndarray, side: int) -> np.ndarray:
-    """N×H×W uint8 → N×side×side float32 thumbnails (restoration.repair.thumbnail)."""
+def thumbnails(images, side: int) -> np.ndarray:
+    """Grey uint8 photos (an N×H×W array or a list of H×W arrays of any sizes) → N×side×side
+    float32 thumbnails (restoration.repair.thumbnail)."""
     out = []
-    for i in range(0, len(images), 256):
-        t = torch.from_numpy(images[i:i + 256]).unsqueeze(1).float() / 255.0
-        out.append(thumbnail(t, side)[:, 0].numpy())
-    return np.concatenate(out)
+    for im in images:
+        t = torch.from_numpy(np.ascontiguousarray(im))[None, None].float() / 255.0
+        out.append(thumbnail(t, side)[0, 0].numpy())
+    return np.stack(out)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -143,13 +150,19 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def residuals(net, x: np.ndarray, device) -> torch.Tensor:
-    """dY for N×H×W uint8 images, N×H×W float32 on the CPU."""
-    out = []
-    for i in range(0, len(x), 8):
-        t = torch.from_numpy(x[i:i + 8]).unsqueeze(1).float().div(255.0).to(device)
-        out.append(net(t)[:, 0].float().cpu())
-    return torch.cat(out)
+def residuals(net, x, device) -> list[torch.Tensor]:
+    """dY for grey uint8 photos (an N×H×W array or a list of H×W arrays), each H×W float32 on the
+    CPU; photos of one size go through in batches of 8."""
+    out: list[torch.Tensor] = []
+    i = 0
+    while i < len(x):
+        j = i + 1
+        while j < len(x) and j - i < 8 and x[j].shape == x[i].shape:
+            j += 1
+        t = torch.from_numpy(np.stack(x[i:j])).unsqueeze(1).float().div(255.0).to(device)
+        out.extend(net(t)[:, 0].float().cpu())
+        i = j
+    return out
 
 
 def measure(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, device) -> dict:
