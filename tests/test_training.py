@@ -272,10 +272,10 @@ def test_sr_real_input_degradations_blur_noise_and_jpeg_in_random_order(sr_data,
     assert torch.equal(hr, base.batch(0, 3, 4)[1])
     clean = SRDataset(sr_data / "train", 2, 16, True).batch(0, 3, 4)[0]
     assert (a - clean).abs().mean() > 2 / 255
-    train_sr.main(sr_args(sr_data, tmp_path / "d", 3, jpeg="[60, 95]", jpeg_p=0.85, blur_p=0.3, noise_p=0.3,
+    train_sr.main(sr_args(sr_data, tmp_path / "d", 3, jpeg="[60, 95]", jpeg_p=0.85, blur_p=0.3, noise_p=0.3, loss="mse",
                           val_jpeg=75, eval_every=3))
     assert "gain_db" in json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])["val"]
-    for bad in ({"blur_p": 1.5}, {"noise_p": -0.1}, {"blur_sigma": "[1.0, 0.5]"}, {"noise_sigma": "[0, 3]"}):
+    for bad in ({"blur_p": 1.5}, {"noise_p": -0.1}, {"blur_sigma": "[1.0, 0.5]"}, {"noise_sigma": "[0, 3]"}, {"loss": "l3"}):
         with pytest.raises(SystemExit):
             train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))
 

@@ -9,7 +9,8 @@ The model is the library's own class (``EdsrModel``/``EdsrConfig``, or ``PanMode
 with ``model_type``) and is saved with its
 ``save_pretrained`` layout (config.json + pytorch_model_{scale}x.pt), so the archive step serves
 hub models and ours alike. ``init`` starts from another model's body (e.g. ×4 from ×2: the
-upsampler differs, the rest transfers). L1 loss, Adam, cosine decay, checkpoints and resume,
+upsampler differs, the rest transfers). L1 loss (``loss: mse`` for a final fine-tune: PSNR is a
+mean squared error, and L1 leaves a few hundredths of a dB), Adam, cosine decay, checkpoints and resume,
 validation PSNR-Y/SSIM against bicubic every ``eval_every`` steps.
 """
 
@@ -45,6 +46,7 @@ DEFAULTS = {
     # the JPEG (training.data.SRDataset): Gaussian blur of the LR (sigma in LR pixels), Gaussian noise
     # (sigma in grey levels)
     "blur_p": 0.0, "blur_sigma": [0.3, 1.0], "noise_p": 0.0, "noise_sigma": [1.0, 6.0],
+    "loss": "l1",  # l1 | mse
     "patch": 48, "batch_size": 16, "lr": 5e-4, "steps": 3000, "minutes": 0.0, "warmup": 100,
     "eval_every": 250, "ckpt_every": 250, "eval_images": 24, "seed": 0, "threads": 0, "resume": False,
     "stop_at": 0,  # stop (checkpointed) at this step, as an interruption would; resume=true goes on
@@ -151,6 +153,9 @@ def evaluate(model, val: SRDataset, cfg: dict, device) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
+    if cfg["loss"] not in ("l1", "mse"):
+        raise SystemExit(f"setting 'loss': expected l1 or mse, got {cfg['loss']!r}")
+    mse = cfg["loss"] == "mse"
     run = Run(cfg)
     model = build_model(cfg).to(run.device)
     if cfg["init"]:
@@ -190,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
         lr_b, hr_b = train.batch(cfg["seed"], step, cfg["batch_size"], run.rank, run.world)
         lr_b, hr_b = lr_b.to(run.device), hr_b.to(run.device)
         with torch.autocast(run.device.type, enabled=run.amp, dtype=torch.bfloat16):
-            loss = F.l1_loss(train_model(lr_b).float(), hr_b)
+            pred = train_model(lr_b).float()
+            loss = F.mse_loss(pred, hr_b) if mse else F.l1_loss(pred, hr_b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         bar.update(1)
         if step % 25 == 0 or step == 1:
             run.log({"step": step, "loss": loss.item(), "lr": lr_now, "wall_s": run.elapsed()})
-            bar.set_postfix(l1=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         out_of_time = run.out_of_time() or step == cfg["stop_at"]
         if step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or out_of_time:
             run.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": cfg})
