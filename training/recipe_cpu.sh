@@ -33,18 +33,17 @@ $PY -m training.train_sr --config training/configs/sr_x4_cpu.yaml init=runs/sr_x
 $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml resume=true
 $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml init=runs/sr_x4_long/model out=runs/sr_x4_long2 \
     lr=0.00005 steps=2500 minutes=22 threads=2 resume=true
-# The ×2 for compressed inputs (X-SR-Input: compressed): the degraded-LR run, then JPEG drawn
-# afresh per patch, then the same grown to 12 blocks (sr_x2_jpeg_deep_cpu.yaml), then every photo source.
-$PY -m training.train_sr --config training/configs/sr_x2_long_cpu.yaml data=data/sr_real out=runs/sr_x2_real \
-    init=runs/sr_x2_long/model steps=6000 minutes=120 resume=true
-$PY -m training.train_sr --config training/configs/sr_x2_jpeg_cpu.yaml init=runs/sr_x2_real/model resume=true
-$PY -m training.train_sr --config training/configs/sr_x2_jpeg_deep_cpu.yaml init=runs/sr_x2_jpeg/model resume=true
-# ... then trained on on every photo source (data/sr_all)
-$PY -m training.train_sr --config training/configs/sr_x2_jpeg_all_cpu.yaml init=runs/sr_x2_jpeg_deep/model resume=true
 # The default ×2: PAN, the equal-time comparison's run (15 min) continued (sr_x2_pan_cpu.yaml).
 $PY -m training.train_sr data=data/sr_all out=runs/arch_pan scale=2 model_type=PAN "arch={nf: 32, unf: 24, nb: 8}" \
     steps=20000 minutes=15 lr=0.0005 warmup=100 eval_every=500 eval_images=48 threads=1 resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_pan_cpu.yaml resume=true
+# The ×2 for compressed inputs (X-SR-Input: compressed): the same 15-minute PAN run with JPEG drawn
+# afresh per LR patch, then with the mild real-photo degradations (JPEG, blur, noise in random order).
+# (The EDSR variants served before it: sr_x2_jpeg_cpu, sr_x2_jpeg_deep_cpu, sr_x2_jpeg_all_cpu; docs/training.md.)
+$PY -m training.train_sr data=data/sr_all out=runs/pan_x2_jpeg scale=2 model_type=PAN "arch={nf: 32, unf: 24, nb: 8}" \
+    init=runs/arch_pan/model "jpeg=[50, 95]" jpeg_p=0.85 val_jpeg=75 lr=0.0005 warmup=50 steps=3000 stop_at=1750 \
+    eval_every=500 eval_images=48 threads=1 resume=true
+$PY -m training.train_sr --config training/configs/sr_x2_real_pan_cpu.yaml resume=true
 wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
@@ -55,7 +54,7 @@ $PY -m training.train_repair --config training/configs/repair_online_cpu.yaml in
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2 --best --out weights
 $PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validation-best kept model
-$PY -m training.export --sr runs/sr_x2_jpeg_all --out runs/export_compressed
+$PY -m training.export --sr runs/pan_x2_real --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
 rm -rf weights/repair && cp -r runs/repair_online/model weights/repair
