@@ -115,8 +115,9 @@ class Context(nn.Module):
         stats = torch.stack([flat.mean(1), flat.std(1), flat.amin(1), flat.amax(1)], 1)
         parts = [self.body(thumb - 0.5).mean((2, 3)), stats]
         if self.quantiles:
-            levels = torch.linspace(0, 1, self.quantiles, device=flat.device, dtype=flat.dtype)
-            parts.append(torch.quantile(flat, levels, dim=1).T)
+            # in float32 whatever the network runs in (torch.quantile takes no half precision)
+            levels = torch.linspace(0, 1, self.quantiles, device=flat.device)
+            parts.append(torch.quantile(flat.float(), levels, dim=1).T.to(flat.dtype))
         return torch.cat(parts, 1)
 
 

@@ -250,3 +250,25 @@ def test_evaluate_repair_table_reports_the_worst_clean_photo(tmp_path):
     assert s["repaired_share_40db"] == pytest.approx(np.mean([v >= 40 for v in per_photo]))
     assert min(per_photo) < 99  # the randomised tiny model does change a clean photo
     assert f"worst photo {min(per_photo):.2f}" in (tmp_path / "eval" / "README.md").read_text()
+
+
+def test_export_repair_picks_a_kept_model_and_chooses_its_gate(tmp_path):
+    """training.export_repair: a kept model_<step> becomes serving weights with a gate chosen on
+    validation (clean validation photos stay ≥ the bound), loadable by the handler's loader."""
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    from training import export_repair, train_repair
+
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.3, test=0.0, workers=1),
+                  list(parse_source("procedural:6", 0)))
+    train_repair.main([f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
+                       "crop_size=32", "batch_size=4", "steps=4", "eval_every=2", "threads=1"])
+    s = export_repair.main(["--model", str(tmp_path / "run" / "model_2"), "--data", str(data),
+                            "--out", str(tmp_path / "w")])
+    net, cfg = load_repairer(str(tmp_path / "w"))
+    assert cfg.gate_low == s["gate"]["gate_low"] and cfg.shrink == s["gate"]["shrink"]
+    assert s["val_gated"]["clean_min_db"] >= 40.0 or s["val_gated"]["clean_min_db"] >= s["val_ungated"]["clean_min_db"]
+    with pytest.raises(SystemExit):
+        export_repair.main(["--model", str(tmp_path / "w"), "--data", str(data), "--out", str(tmp_path / "w")])

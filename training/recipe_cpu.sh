@@ -50,6 +50,10 @@ wait $col
 $PY -m training.train_repair --config training/configs/repair_cpu.yaml resume=true
 # ... then trained on with the damage drawn afresh every batch (online: the served weights)
 $PY -m training.train_repair --config training/configs/repair_online_cpu.yaml init=runs/repair/model resume=true
+# ... grown by the histogram-aware tone curve (stopped at 8750 as the recorded run), then with the
+# curve's own loss; the validation-best model (step 3000) is served, its gate chosen on validation.
+$PY -m training.train_repair --config training/configs/repair_tone_cpu.yaml init=runs/repair_online/model stop_at=8750 resume=true
+$PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2 --best --out weights
@@ -57,5 +61,5 @@ $PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validat
 $PY -m training.export --sr runs/pan_x2_real --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && cp -r runs/repair_online/model weights/repair
+rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tone2/model_3000 --data data/repair2 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
