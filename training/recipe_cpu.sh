@@ -37,6 +37,11 @@ $PY -m training.train_sr --config training/configs/sr_x4_long_cpu.yaml init=runs
 $PY -m training.train_sr data=data/sr_all out=runs/arch_pan scale=2 model_type=PAN "arch={nf: 32, unf: 24, nb: 8}" \
     steps=20000 minutes=15 lr=0.0005 warmup=100 eval_every=500 eval_images=48 threads=1 resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_pan_cpu.yaml resume=true
+# The default ×4: PAN with its body from the PAN ×2 and a narrower upsampler (unf 12), 2 threads.
+$PY -m training.export --sr runs/pan_x2 --best --out runs/export_pan_x2
+$PY -m training.train_sr data=data/sr out=runs/pan_x4_u12 scale=4 model_type=PAN "arch={nf: 32, unf: 12, nb: 8}" \
+    init=runs/export_pan_x2/sr_x2 patch=32 batch_size=16 lr=0.0005 warmup=50 steps=3000 minutes=18 \
+    eval_every=500 eval_images=48 threads=2 resume=true
 # The ×2 for compressed inputs (X-SR-Input: compressed): the same 15-minute PAN run with JPEG drawn
 # afresh per LR patch, then with the mild real-photo degradations (JPEG, blur, noise in random order).
 # (The EDSR variants served before it: sr_x2_jpeg_cpu, sr_x2_jpeg_deep_cpu, sr_x2_jpeg_all_cpu; docs/training.md.)
@@ -57,7 +62,7 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2 --best --out weights
-$PY -m training.export --sr runs/sr_x4_long2 --best --out weights  # the validation-best kept model
+$PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a narrow upsampler (below)
 $PY -m training.export --sr runs/pan_x2_real --out runs/export_compressed
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
