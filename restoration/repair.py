@@ -22,7 +22,7 @@ result matches an untiled pass to within rounding (the tests check ≤ 1/255).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -64,6 +64,10 @@ class RepairConfig:
     def from_dict(cls, data: dict) -> RepairConfig:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def ungated(self) -> RepairConfig:
+        """The same network's settings with no shrink and no gate: the full correction."""
+        return replace(self, shrink=0.0, gate_low=0.0, gate_high=0.0)
 
     @property
     def multiple(self) -> int:

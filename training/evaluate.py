@@ -141,7 +141,7 @@ def repair_rows(weights: Path, photos: list[Path], out: Path, max_side: int) -> 
     from dataset_gen.degrade import _apply, damage
 
     net, cfg = load_repairer(str(weights))
-    ungated = type(cfg)(**{**cfg.to_dict(), "shrink": 0.0, "gate_low": 0.0, "gate_high": 0.0})
+    ungated = cfg.ungated()
     rows: dict[str, list[dict]] = {}
 
     def grey_t(img: Image.Image) -> torch.Tensor:

@@ -13,9 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
-from restoration.repair import REPAIR_FILES, RepairConfig, load_repairer
+from restoration.repair import REPAIR_FILES, load_repairer
 from restoration.weights import write_config
 from training.train_repair import choose_gate, load_pairs, measure
 
@@ -30,10 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     net, cfg = load_repairer(a.model)
     val = load_pairs(Path(a.data) / "val", a.eval_max)
-    ungated_cfg = RepairConfig(**{**cfg.to_dict(), "shrink": 0.0, "gate_low": 0.0, "gate_high": 0.0})
-    with torch.no_grad():
-        ungated = measure(net, val, ungated_cfg, "cpu")
-        chosen, gated = choose_gate(net, val, ungated_cfg, "cpu", a.clean_min_db)
+    ungated = measure(net, val, cfg.ungated(), "cpu")
+    chosen, gated = choose_gate(net, val, cfg.ungated(), "cpu", a.clean_min_db)
     out = Path(a.out)
     if out.resolve() == Path(a.model).resolve():
         raise SystemExit("--out must differ from --model")
