@@ -10,6 +10,10 @@ normalisation layers) sees the photo's full-resolution luminance Y and predicts 
   ``shrink`` (tiny corrections vanish, specks and scratches stay), then scaled by the estimated
   damage of the whole photo, ``mean |dY|`` in grey levels: 0 below ``gate_low``, 1 above
   ``gate_high``, linear between. Both thresholds are chosen on validation (training.train_repair).
+  With ``band_sigma`` > 0 the gate works on two bands of ``dY``: its low band (a Gaussian blur:
+  the change of tone that fading calls for, and that a clean low-contrast photo must not get)
+  needs its own, larger estimated damage (``tone_low`` … ``tone_high``), while the high band
+  (grain, specks, scratches) goes through the shrink and ``gate_low`` … ``gate_high`` as above.
 
 Faded contrast, lifted blacks and a toned print's curve are properties of the whole photo, which
 no tile can see: a small context branch reads a 64×64 thumbnail of the whole photo once and
@@ -54,6 +58,10 @@ class RepairConfig:
     # > 0: the tone curve reads this many quantiles of the photo's luma (its histogram: where its
     # blacks and whites sit) beside the context vector, through a small MLP, instead of a linear map
     quantiles: int = 0
+    # > 0: gate dY's low band (a Gaussian blur of this sigma, px) and its high band separately
+    band_sigma: float = 0.0
+    tone_low: float = 0.0  # low band's estimated damage (mean |low|, grey levels) below which it is dropped
+    tone_high: float = 0.0  # ... above which it applies in full (0, 0: no tone gate)
     tile: int = 512  # tile core side in pixels (0: untiled)
     overlap: int = 96  # context margin per side; a multiple of the stride (2**(levels+1))
 
@@ -67,7 +75,7 @@ class RepairConfig:
 
     def ungated(self) -> RepairConfig:
         """The same network's settings with no shrink and no gate: the full correction."""
-        return replace(self, shrink=0.0, gate_low=0.0, gate_high=0.0)
+        return replace(self, shrink=0.0, gate_low=0.0, gate_high=0.0, tone_low=0.0, tone_high=0.0)
 
     @property
     def multiple(self) -> int:
@@ -302,19 +310,69 @@ def residual(net: RepairNet, y: torch.Tensor, tile: int = 512, overlap: int = 96
     return out
 
 
-def gate(d: torch.Tensor, cfg: RepairConfig) -> tuple[torch.Tensor, float, float]:
-    """Shrink small corrections, then scale by the photo's estimated damage.
+def _blur1(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A 1×1×H×W tensor blurred by a Gaussian of ``sigma`` px (separable; edges replicated)."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(x * x) / (2 * sigma * sigma))
+    k = (k / k.sum()).to(t)
+    t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
 
-    Returns (gated dY, estimated damage in grey levels, gate factor in [0, 1]).
+
+def gaussian_blur(d: torch.Tensor, sigma: float) -> torch.Tensor:
+    """An H×W tensor's low band: a Gaussian blur of ``sigma`` px. A wide blur runs on a copy
+    shrunk by ``sigma / 2`` (area averages) and comes back by bilinear interpolation: the band
+    it keeps is smooth on that scale, and a 4K photo's band costs 1/16 of the work and memory."""
+    h, w = d.shape
+    f = max(1, int(sigma // 2))
+    t = d[None, None]
+    if f == 1:
+        return _blur1(t, sigma)[0, 0]
+    ph, pw = (-h) % f, (-w) % f
+    if ph or pw:
+        t = F.pad(t, (0, pw, 0, ph), mode="replicate")
+    small = _blur1(F.avg_pool2d(t, f), sigma / f)
+    up = F.interpolate(small, size=t.shape[-2:], mode="bilinear", align_corners=False)
+    return up[0, 0, :h, :w]
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 below ``low``, 1 above ``high``, linear between; 1 when ``high`` ≤ ``low`` (no gate)."""
+    if high > low:
+        return min(1.0, max(0.0, (value - low) / (high - low)))
+    return 1.0
+
+
+def soft_threshold(d: torch.Tensor, shrink: float) -> torch.Tensor:
+    if shrink <= 0:
+        return d
+    return torch.sign(d) * (d.abs() - shrink / 255.0).clamp_min(0.0)
+
+
+def bands(d: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high): ``d``'s Gaussian blur and the rest."""
+    low = gaussian_blur(d, sigma)
+    return low, d - low
+
+
+def gate(d: torch.Tensor, cfg: RepairConfig) -> tuple[torch.Tensor, float, float]:
+    """Shrink small corrections, then scale by the photo's estimated damage (per band with
+    ``band_sigma``: the low band by its own estimate and thresholds).
+
+    Returns (gated dY, estimated damage in grey levels, gate factor in [0, 1]) — with bands, the
+    high band's estimate and factor.
     """
-    if cfg.shrink > 0:
-        t = cfg.shrink / 255.0
-        d = torch.sign(d) * (d.abs() - t).clamp_min(0.0)
+    if cfg.band_sigma > 0:
+        low, high = bands(d, cfg.band_sigma)
+        g_tone = ramp(float(low.abs().mean()) * 255.0, cfg.tone_low, cfg.tone_high)
+        high = soft_threshold(high, cfg.shrink)
+        damage = float(high.abs().mean()) * 255.0
+        g = ramp(damage, cfg.gate_low, cfg.gate_high)
+        return high * g + low * g_tone, damage, g
+    d = soft_threshold(d, cfg.shrink)
     damage = float(d.abs().mean()) * 255.0
-    if cfg.gate_high > cfg.gate_low:
-        g = min(1.0, max(0.0, (damage - cfg.gate_low) / (cfg.gate_high - cfg.gate_low)))
-    else:
-        g = 1.0
+    g = ramp(damage, cfg.gate_low, cfg.gate_high)
     return d * g, damage, g
 
 

@@ -167,6 +167,23 @@ def test_gate_leaves_small_corrections_out():
     assert damage_est > 0
 
 
+def test_band_gate_needs_more_evidence_for_a_change_of_tone():
+    """With band_sigma the low band (a shift of tone) is dropped below its own threshold while a
+    speck (high band) still goes through; above the threshold both apply; ungated is the identity."""
+    from restoration.repair import bands
+
+    d = torch.full((64, 64), 4.0 / 255)  # a tone shift of 4 grey levels
+    d[30, 30] = 60.0 / 255  # one speck
+    low, high = bands(d, 8.0)
+    assert torch.allclose(low + high, d) and abs(float(low.mean()) * 255 - 4.0) < 0.1
+    cfg = RepairConfig(band_sigma=8.0, tone_low=6.0, tone_high=8.0)
+    out, _, g = gate(d, cfg)
+    assert g == 1.0 and abs(float(out[0, 0]) * 255) < 0.05 and float(out[30, 30]) * 255 > 50
+    out_big, _, _ = gate(d * 3, cfg)  # 12 grey levels of tone: above tone_high
+    assert abs(float(out_big[0, 0]) * 255 - 12.0) < 0.1
+    assert torch.allclose(gate(d, cfg.ungated())[0], d, atol=1e-6)
+
+
 def test_training_runs_resumes_and_exports_a_gate(tmp_path):
     from dataset_gen.build import BuildConfig
     from dataset_gen.build import build as build_dataset

@@ -280,26 +280,30 @@ def test_sr_real_input_degradations_blur_noise_and_jpeg_in_random_order(sr_data,
             train_sr.main(sr_args(sr_data, tmp_path / "bad", 1, **bad))
 
 
-def test_sr_init_grows_a_deeper_edsr_that_computes_the_same(tmp_path):
-    """init= from a shallower EDSR: its blocks fill the first ones, the added blocks start as the
-    identity, so the grown model's output equals the source's; a deeper source is refused."""
+@pytest.mark.parametrize("model_type, small_arch, deep_arch, added_block", [
+    ("EDSR", {"n_resblocks": 2, "n_feats": 8}, {"n_resblocks": 4, "n_feats": 8}, lambda m: m.body[2].body[0]),
+    ("PAN", {"nb": 2, "nf": 8, "unf": 6}, {"nb": 4, "nf": 8, "unf": 6}, lambda m: m.SCPA_trunk[2].conv1_a),
+])
+def test_sr_init_grows_a_deeper_body_that_computes_the_same(tmp_path, model_type, small_arch, deep_arch, added_block):
+    """init= from a shallower EDSR or PAN: its blocks fill the first ones, the added blocks start as
+    the identity, so the grown model's output equals the source's; a deeper source is refused."""
     from restoration.upscaler import build_sr_model
 
     torch.manual_seed(0)
-    small = build_sr_model("EDSR", scale=2, n_resblocks=2, n_feats=8)
+    small = build_sr_model(model_type, scale=2, **small_arch)
     for p in small.parameters():  # not the library's init: every tensor matters
         p.data.normal_(0, 0.1)
     small.save_pretrained(tmp_path / "small")
-    deep = build_sr_model("EDSR", scale=2, n_resblocks=4, n_feats=8)
+    deep = build_sr_model(model_type, scale=2, **deep_arch)
     n = train_sr.init_from(deep, str(tmp_path / "small"))
     assert n == len(small.state_dict())
     x = torch.rand(1, 3, 12, 10)
     with torch.no_grad():
         assert torch.allclose(small.eval()(x), deep.eval()(x), atol=1e-5)
-        assert deep.body[2].body[0].weight.abs().sum() > 0  # the added blocks still train
+        assert added_block(deep).weight.abs().sum() > 0  # the added blocks still train
     deep.save_pretrained(tmp_path / "deep")
     with pytest.raises(SystemExit, match="do not fit"):
-        train_sr.init_from(build_sr_model("EDSR", scale=2, n_resblocks=2, n_feats=8), str(tmp_path / "deep"))
+        train_sr.init_from(build_sr_model(model_type, scale=2, **small_arch), str(tmp_path / "deep"))
 
 
 def test_zoomed_whole_photo_crops(tmp_path):

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.copy(Path(a.model) / REPAIR_FILES[0], out / REPAIR_FILES[0])
     write_config(out, chosen.to_dict())
     summary = {"model": str(a.model), "val_ungated": ungated, "val_gated": gated,
-               "gate": {k: getattr(chosen, k) for k in ("shrink", "gate_low", "gate_high")}}
+               "gate": {k: getattr(chosen, k) for k in ("shrink", "gate_low", "gate_high", "band_sigma",
+                                                                "tone_low", "tone_high")}}
     (out / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return summary

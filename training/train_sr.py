@@ -84,41 +84,53 @@ def build_model(cfg: dict):
         raise SystemExit(f"model_type {cfg['model_type']!r} with {arch}: {e}") from None
 
 
-def _n_blocks(names) -> int:
-    """Residual blocks of an EDSR-style body (``body.<i>.body.0.weight``), 0 for other layouts."""
-    idx = [int(m.group(1)) for k in names if (m := re.fullmatch(r"body\.(\d+)\.body\.0\.weight", k))]
+# Residual blocks that a deeper body grows by: (the block's first tensor, with the index as a group;
+# the tensors of block i that zeroing turns the block into the identity). EDSR's body ends in a
+# convolution numbered after its blocks (``body.<n>``); PAN's closing trunk_conv has its own name.
+GROWABLE = (
+    (r"body\.(\d+)\.body\.0\.weight", ("body.{i}.body.2.weight", "body.{i}.body.2.bias")),
+    (r"SCPA_trunk\.(\d+)\.conv1_a\.weight", ("SCPA_trunk.{i}.conv3.weight",)),
+)
+
+
+def _n_blocks(names, pattern: str = GROWABLE[0][0]) -> int:
+    """Residual blocks of a body (EDSR's ``body.<i>.body.0.weight`` by default), 0 for other layouts."""
+    idx = [int(m.group(1)) for k in names if (m := re.fullmatch(pattern, k))]
     return max(idx) + 1 if idx else 0
 
 
 def init_from(model, path: str) -> int:
     """Copy every tensor whose name and shape match from a saved model directory; returns how many.
 
-    A deeper EDSR-style body grows from a shallower one: the source's residual blocks fill the
-    first ones, its closing body convolution becomes ours, and each added block starts as the
-    identity (its last convolution zeroed), so the grown model computes what the source did
-    and training starts from its quality rather than from scratch.
+    A deeper body grows from a shallower one (EDSR's residual blocks, PAN's SCPA blocks): the
+    source's blocks fill the first ones, EDSR's closing body convolution becomes ours, and each
+    added block starts as the identity (its last convolution zeroed), so the grown model computes
+    what the source did and training starts from its quality rather than from scratch.
     """
     files = sorted(Path(path).glob("pytorch_model_*x.pt")) + sorted(Path(path).glob("model_*x.safetensors"))
     if not files:
         raise SystemExit(f"init={path}: no pytorch_model_*x.pt or model_*x.safetensors")
     src = load_tensors(files[0])
     own = model.state_dict()
-    n_src, n_own = _n_blocks(src), _n_blocks(own)
-    if n_src > n_own > 0:
-        raise SystemExit(f"init={path}: {n_src} residual blocks do not fit a model of {n_own}")
-    grow = 0 < n_src < n_own and f"body.{n_src}.weight" in src and f"body.{n_own}.weight" in own
-    if grow:
-        for end in ("weight", "bias"):
-            src[f"body.{n_own}.{end}"] = src.pop(f"body.{n_src}.{end}")
+    grown: list[tuple[int, int, tuple[str, ...]]] = []
+    for pattern, zero in GROWABLE:
+        n_src, n_own = _n_blocks(src, pattern), _n_blocks(own, pattern)
+        if n_src > n_own > 0:
+            raise SystemExit(f"init={path}: {n_src} residual blocks do not fit a model of {n_own}")
+        if 0 < n_src < n_own:
+            grown.append((n_src, n_own, zero))
+            if f"body.{n_src}.weight" in src and f"body.{n_own}.weight" in own:  # EDSR's closing conv
+                for end in ("weight", "bias"):
+                    src[f"body.{n_own}.{end}"] = src.pop(f"body.{n_src}.{end}")
     n = 0
     for k, v in src.items():
         if k in own and own[k].shape == v.shape:
             own[k].copy_(v)
             n += 1
-    if grow:
+    for n_src, n_own, zero in grown:
         for i in range(n_src, n_own):
-            for end in ("weight", "bias"):
-                own[f"body.{i}.body.2.{end}"].zero_()
+            for name in zero:
+                own[name.format(i=i)].zero_()
     return n
 
 
