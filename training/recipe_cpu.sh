@@ -49,6 +49,9 @@ $PY -m training.train_sr data=data/sr_all out=runs/pan_x2_jpeg scale=2 model_typ
     init=runs/arch_pan/model "jpeg=[50, 95]" jpeg_p=0.85 val_jpeg=75 lr=0.0005 warmup=50 steps=3000 stop_at=1750 \
     eval_every=500 eval_images=48 threads=1 resume=true
 $PY -m training.train_sr --config training/configs/sr_x2_real_pan_cpu.yaml resume=true
+# ... flat on validation from step 2500: grown by two SCPA blocks (added as the identity) and trained on
+$PY -m training.export --sr runs/pan_x2_real --out runs/export_compressed
+$PY -m training.train_sr --config training/configs/sr_x2_real_pan10_cpu.yaml resume=true
 wait $col
 # Repair (luminance residual with a whole-photo context, no tone curve); its gate is chosen on
 # validation at the end of the run and written into runs/repair/model/config.json.
@@ -63,8 +66,8 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2 --best --out weights
 $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a narrow upsampler (below)
-$PY -m training.export --sr runs/pan_x2_real --out runs/export_compressed
+$PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
-cp runs/export_compressed/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
+cp runs/export_compressed10/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
 rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tone2/model_3000 --data data/repair2 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
