@@ -62,6 +62,9 @@ $PY -m training.train_repair --config training/configs/repair_online_cpu.yaml in
 # curve's own loss; the validation-best model (step 3000) is served, its gate chosen on validation.
 $PY -m training.train_repair --config training/configs/repair_tone_cpu.yaml init=runs/repair_online/model stop_at=8750 resume=true
 $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml resume=true
+# ... its step-3000 model trained on with a gentler mix (more clean photos, some single damages);
+# the model at step 5000 is served, behind the two-band gate chosen on validation.
+$PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2 --best --out weights
@@ -69,5 +72,5 @@ $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a nar
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed10/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tone2/model_3000 --data data/repair2 --out weights/repair
+rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/repair2 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
