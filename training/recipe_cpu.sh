@@ -42,6 +42,8 @@ $PY -m training.export --sr runs/pan_x2 --best --out runs/export_pan_x2
 $PY -m training.train_sr data=data/sr out=runs/pan_x4_u12 scale=4 model_type=PAN "arch={nf: 32, unf: 12, nb: 8}" \
     init=runs/export_pan_x2/sr_x2 patch=32 batch_size=16 lr=0.0005 warmup=50 steps=3000 minutes=18 \
     eval_every=500 eval_images=48 threads=2 resume=true
+# ... and the ×2 trained on with a fresh cosine over 11 000 steps (2 threads): the served ×2.
+$PY -m training.train_sr --config training/configs/sr_x2_pan_long_cpu.yaml resume=true
 # The ×2 for compressed inputs (X-SR-Input: compressed): the same 15-minute PAN run with JPEG drawn
 # afresh per LR patch, then with the mild real-photo degradations (JPEG, blur, noise in random order).
 # (The EDSR variants served before it: sr_x2_jpeg_cpu, sr_x2_jpeg_deep_cpu, sr_x2_jpeg_all_cpu; docs/training.md.)
@@ -67,7 +69,7 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 $PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml resume=true
 
 $PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
-$PY -m training.export --sr runs/pan_x2 --best --out weights
+$PY -m training.export --sr runs/pan_x2_long --out weights  # its last model (step 11 000)
 $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a narrow upsampler (below)
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
