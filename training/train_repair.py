@@ -222,7 +222,7 @@ def choose_gate(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, dev
     def through(x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> float:
         return psnr(torch.round((x + delta).clamp(0, 1) * 255) / 255, y)
 
-    best, best_key, safest, safest_key = None, None, None, None
+    best, best_psnr, safest, safest_min = None, -math.inf, None, -math.inf
     for sigma in band_sigmas:
         split_c = [bands(r, sigma) if sigma else (torch.zeros_like(r), r) for r in c_res]
         split_d = {i: bands(d_res[i], sigma) if sigma else (torch.zeros_like(d_res[i]), d_res[i]) for i in pairs}
@@ -235,20 +235,19 @@ def choose_gate(net, val: tuple[np.ndarray, np.ndarray], rcfg: RepairConfig, dev
             est_c = np.array([float(h.abs().mean()) * 255 for h in high_c])
             est_d = {i: float(high_d[i].abs().mean()) * 255 for i in pairs}
             for (g_lo, g_hi), (t_lo, t_hi) in ((g, t) for g in _thresholds(est_c, GATE_SPANS) for t in tones):
-                clean_min = min(through(ys[i], ys[i], high_c[i] * ramp(est_c[i], g_lo, g_hi)
-                                        + split_c[i][0] * ramp(tone_c[i], t_lo, t_hi)) for i in range(len(clean)))
-                key = (clean_min, 0.0)
-                if clean_min >= clean_min_db or safest_key is None or key > safest_key:
-                    repaired = float(np.mean([through(xs[i], ys[i], high_d[i] * ramp(est_d[i], g_lo, g_hi)
-                                                      + split_d[i][0] * ramp(tone_d[i], t_lo, t_hi))
-                                              for i in pairs])) if pairs else 0.0
-                    key = (clean_min, repaired)
                 cand = RepairConfig(**{**rcfg.to_dict(), "shrink": shrink, "gate_low": g_lo, "gate_high": g_hi,
                                        "band_sigma": sigma, "tone_low": t_lo, "tone_high": t_hi})
-                if safest_key is None or key[0] > safest_key[0]:
-                    safest, safest_key = cand, key
-                if clean_min >= clean_min_db and (best_key is None or key[1] > best_key[1]):
-                    best, best_key = cand, key
+                clean_min = min(through(ys[i], ys[i], high_c[i] * ramp(est_c[i], g_lo, g_hi)
+                                        + split_c[i][0] * ramp(tone_c[i], t_lo, t_hi)) for i in range(len(clean)))
+                if clean_min > safest_min:
+                    safest, safest_min = cand, clean_min
+                if clean_min < clean_min_db:
+                    continue
+                repaired = float(np.mean([through(xs[i], ys[i], high_d[i] * ramp(est_d[i], g_lo, g_hi)
+                                                  + split_d[i][0] * ramp(tone_d[i], t_lo, t_hi))
+                                          for i in pairs])) if pairs else 0.0
+                if repaired > best_psnr:
+                    best, best_psnr = cand, repaired
     chosen = best if best is not None else safest
     return chosen, score(damaged, clean, d_res, c_res, chosen)
 
