@@ -50,6 +50,9 @@ class RepairConfig:
     width: int = 32  # channels at half resolution; deeper levels widen (×4/3, ×2, ×8/3)
     levels: int = 3  # downsamplings by 2 after the first (space-to-depth) halving
     blocks: int = 2  # residual blocks per encoder level (one per decoder level)
+    # residual blocks added at the finest (half-resolution) level, this many after the head and as
+    # many before the tail: where grain, specks and blocks a pixel or two wide are told from detail
+    fine: int = 0
     shrink: float = 0.0  # per-pixel soft threshold on |dY|, grey levels (0-255)
     gate_low: float = 0.0  # estimated damage (mean |dY|, grey levels) below which nothing changes
     gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
@@ -93,11 +96,16 @@ def _act() -> nn.Module:
 class ResBlock(nn.Module):
     """A residual block scaled by ``RES_SCALE`` (as EDSR does): with no normalisation layers,
     unscaled blocks let the features grow level by level until the units before the output died
-    (a run stayed at the identity for 5000 steps with features in the hundreds)."""
+    (a run stayed at the identity for 5000 steps with features in the hundreds). ``zero``: its last
+    convolution starts at zero, so the block starts as the identity (a network grown by such
+    blocks computes at step 0 exactly what it did before)."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, zero: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), _act(), nn.Conv2d(ch, ch, 3, padding=1))
+        if zero:
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + RES_SCALE * self.body(x)
@@ -204,6 +212,10 @@ class RepairNet(nn.Module):
         # a quarter of the cost of a full-resolution first level, and the 2×2 pixels of each
         # block still reach the head unmixed.
         self.head = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, widths[0], 3, padding=1), _act())
+        # the finest level's added blocks start as the identity (ResBlock zero): a model without
+        # them initialises a model with them exactly (training.train_repair init)
+        self.fine_enc = nn.Sequential(*[ResBlock(widths[0], zero=True) for _ in range(cfg.fine)])
+        self.fine_dec = nn.Sequential(*[ResBlock(widths[0], zero=True) for _ in range(cfg.fine)])
         self.down = nn.ModuleList()
         self.enc = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -250,7 +262,7 @@ class RepairNet(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         x = F.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y
         x = x - 0.5
-        feats = [self.head(x)]
+        feats = [self.fine_enc(self.head(x))]
         for down, enc in zip(self.down, self.enc, strict=True):
             feats.append(enc(down(feats[-1])))
         z = feats[-1]
@@ -258,6 +270,7 @@ class RepairNet(nn.Module):
             z = self.film_low(z, ctx)
         for i in reversed(range(len(self.up))):
             z = self.dec[i](self.up[i](z) + feats[i])
+        z = self.fine_dec(z)
         if ctx is not None:
             z = self.film_high(z, ctx)
         out = self.tail(z)[..., :h, :w] + (base - y0)

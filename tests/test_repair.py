@@ -68,10 +68,15 @@ def test_dataset_gen_builds_repair_pairs(tmp_path):
     assert pair.size == (128, 64)
 
 
-@pytest.mark.parametrize(("shape", "quantiles"), [((1, 1, 300, 420), 0), ((1, 1, 257, 131), 0), ((1, 1, 300, 420), 9)])
-def test_tiled_matches_untiled(shape, quantiles):
-    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32, quantiles=quantiles)
+@pytest.mark.parametrize(("shape", "quantiles", "fine"),
+                         [((1, 1, 300, 420), 0, 0), ((1, 1, 257, 131), 0, 0), ((1, 1, 300, 420), 9, 0),
+                          ((1, 1, 300, 420), 0, 2)])
+def test_tiled_matches_untiled(shape, quantiles, fine):
+    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32, quantiles=quantiles, fine=fine)
     net = random_net(cfg)
+    with torch.no_grad():  # the added blocks start as the identity: make them do something
+        for block in [*net.fine_enc, *net.fine_dec]:
+            block.body[-1].weight.normal_(0, 0.2)
     y = torch.rand(shape)
     whole = residual(net, y, tile=0, multiple=cfg.multiple)
     assert whole.abs().max() > 0.01  # the network does change the photo
@@ -154,6 +159,39 @@ def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(
         train_repair.main([*args[:-4], "knots=0", f"out={tmp_path / 'nocurve'}", "init=", "curve_loss=1.0"])
     with pytest.raises(SystemExit):  # a different network is refused, not half loaded
         train_repair.main([*args[:-1], "width=16", f"out={tmp_path / 'bad'}"])
+
+
+def test_finest_level_grows_by_blocks_that_start_as_the_identity(tmp_path):
+    """fine > 0 adds residual blocks at the half-resolution level; they start as the identity, so a
+    model without them initialises one with them exactly (train_repair init), and training moves them."""
+    from restoration.weights import save_tensors, write_config
+    from training import train_repair
+
+    old_cfg = RepairConfig(width=8, levels=1, blocks=1, context=16, knots=0)
+    old = random_net(old_cfg, seed=5)
+    new = build(RepairConfig(**{**old_cfg.to_dict(), "fine": 2})).eval()
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    assert not unexpected and len(missing) == 16 and all(k.startswith(("fine_enc.", "fine_dec.")) for k in missing)
+    y = torch.rand(1, 1, 48, 40)
+    with torch.no_grad():
+        assert torch.equal(new(y), old(y))  # step 0 is the old model
+
+    init = tmp_path / "old"
+    init.mkdir()
+    save_tensors(old.state_dict(), init / "repair.safetensors")
+    write_config(init, old_cfg.to_dict())
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.25, test=0.0, workers=1),
+                  list(parse_source("procedural:6", 0)))
+    train_repair.main([f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
+                       "knots=0", "fine=1", f"init={init}", "online=0.15", "crop_size=32", "batch_size=4",
+                       "steps=3", "eval_every=3", "threads=1", "ema=0"])
+    net, cfg = load_repairer(str(tmp_path / "run" / "model"))
+    assert cfg.fine == 1 and len(net.fine_enc) == len(net.fine_dec) == 1
+    assert net.fine_dec[0].body[-1].weight.abs().max() > 0  # trained off the identity
 
 
 def test_gate_leaves_small_corrections_out():

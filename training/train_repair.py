@@ -32,7 +32,7 @@ from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
     "data": "data/repair2", "out": "runs/repair", "init": "",
-    "width": 32, "levels": 3, "blocks": 2, "context": 64, "knots": 16, "quantiles": 0,
+    "width": 32, "levels": 3, "blocks": 2, "fine": 0, "context": 64, "knots": 16, "quantiles": 0,
     "loss": "charbonnier", "eps": 1e-3,
     # > 0: the tone curve's own output is also pulled towards the clean photo (that loss times this
     # weight): trained only through the whole network, the curve stayed at the identity while the
@@ -289,19 +289,22 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
     run = Run(cfg)
     rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]),
+                        fine=int(cfg["fine"]),
                         context=int(cfg["context"]), knots=int(cfg["knots"]), quantiles=int(cfg["quantiles"]))
     net = build(rcfg).to(run.device)
     if cfg["init"]:
-        # a model without the tone curve starts one that has it: the curve's parameters are the
-        # only ones allowed to be missing (it starts as the identity, so step 0 is the old model)
+        # a model without the tone curve or the finest level's added blocks starts one that has
+        # them: theirs are the only parameters allowed to be missing (they start as the identity,
+        # so step 0 is the old model)
         try:
             missing, unexpected = net.load_state_dict(load_tensors(Path(cfg["init"]) / REPAIR_FILES[0]), strict=False)
         except RuntimeError as e:  # tensors of other shapes: another width, levels or blocks
             raise SystemExit(f"init {cfg['init']}: not this network ({str(e).splitlines()[0]})") from None
-        if unexpected or any(not k.startswith("curve.") for k in missing):
+        grown = ("curve.", "fine_enc.", "fine_dec.")
+        if unexpected or any(not k.startswith(grown) for k in missing):
             raise SystemExit(f"init {cfg['init']}: not this network (missing {missing}, unexpected {unexpected})")
         if missing and run.master:
-            print(f"init {cfg['init']}: the tone curve ({len(missing)} tensors) starts as the identity")
+            print(f"init {cfg['init']}: {len(missing)} tensors (tone curve, added blocks) start as the identity")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
     train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]),
