@@ -363,3 +363,32 @@ def test_sr_validation_spreads_over_the_split(sr_data, tmp_path):
     train_sr.main(sr_args(sr_data, tmp_path / "b", 1, init=tmp_path / "a" / "model", eval_every=5))
     steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines() if '"val"' in x]
     assert steps[0] == 0
+
+
+def test_chroma_decoding_chosen_on_whole_photos_as_served(tmp_path):
+    """export_chroma --whole measures whole validation photos exactly as the served colouriser
+    colours them (work size, square padding, quarter-resolution ab under the full-resolution L)."""
+    import numpy as np
+
+    from restoration.colorizer import colorize_images, load_generator
+    from training import export_chroma, train_colorizer
+    from training.data import to_tensor
+    from training.metrics import psnr
+
+    data = tmp_path / "whole"
+    dataset_main(["--task", "colorize", "--source", "procedural:8", "--size", "80", "--crops", "2", "--whole",
+                  "--workers", "1", "--val", "0.4", "--test", "0", "--out", str(data)])
+    run = tmp_path / "run"
+    train_colorizer.main([f"data={data}", f"out={run}", "width=16", "blocks=1", "work_size=64", "crop_size=32",
+                          "load_size=40", "batch_size=4", "steps=4", "eval_every=4", "ckpt_every=4", "threads=1",
+                          "prior_batches=2", "eval_max=4"])
+    summary = export_chroma.main(["--run", str(run), "--data", str(data), "--whole", "--out", str(tmp_path / "w")])
+    assert summary["validation"] == "whole photos as served"
+    photos = export_chroma.load_whole(data / "val")
+    assert photos and len({p.size for p in photos}) >= 1
+    assert all(max(p.size) == 80 for p in photos)  # whole photos at their stored size, not squares
+    net, cfg = load_generator(str(tmp_path / "w"))
+    served = [psnr(to_tensor(colorize_images(net, cfg, [p.convert("L").convert("RGB")])[0]), to_tensor(p))
+              for p in photos]
+    measured = summary["vividness_grid"][str(float(cfg.vividness))]["psnr"]
+    assert abs(float(np.mean(served)) - measured) < 0.05
