@@ -185,7 +185,7 @@ class ToneCurve(nn.Module):
         idx = pos.floor().clamp(max=self.knots - 1)
         frac = pos - idx
         n = y.shape[0]
-        flat = idx.long().view(n, -1)
+        flat = idx.long().reshape(n, -1)  # any layout (a rotated or flipped view too)
         lo = levels.gather(1, flat).view_as(y)
         hi = levels.gather(1, flat + 1).view_as(y)
         return lo + (hi - lo) * frac
