@@ -84,6 +84,23 @@ def test_tiled_matches_untiled(shape, quantiles, fine):
     assert (whole - tiled).abs().max().item() * 255 <= 1.0
 
 
+def saved_model_and_tiny_data(tmp_path, net, cfg: RepairConfig):
+    """``net`` saved as a weights folder (what train_repair init reads) and a tiny repair dataset."""
+    from dataset_gen.build import BuildConfig
+    from dataset_gen.build import build as build_dataset
+    from dataset_gen.sources import parse_source
+    from restoration.weights import save_tensors, write_config
+
+    init = tmp_path / "old"
+    init.mkdir()
+    save_tensors(net.state_dict(), init / "repair.safetensors")
+    write_config(init, cfg.to_dict())
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.25, test=0.0, workers=1),
+                  list(parse_source("procedural:6", 0)))
+    return init, data
+
+
 def test_colour_kept_grey_stays_grey_and_strength():
     cfg = RepairConfig(width=8, levels=1, blocks=1, context=16)
     net = random_net(cfg, seed=2)
@@ -121,7 +138,6 @@ def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(
     init); the curve then undoes a fade that the quantiles reveal, which the photo's own pixels
     cannot tell apart from a low-contrast scene."""
     from restoration.repair import Context
-    from restoration.weights import save_tensors, write_config
     from training import train_repair
 
     ctx = Context(out=16, quantiles=5)
@@ -138,16 +154,7 @@ def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(
     with torch.no_grad():
         assert torch.allclose(new(y), old(y), atol=1e-6)  # step 0 is the old model
 
-    init = tmp_path / "old"
-    init.mkdir()
-    save_tensors(old.state_dict(), init / "repair.safetensors")
-    write_config(init, old_cfg.to_dict())
-    data = tmp_path / "data"
-    from dataset_gen.build import BuildConfig
-    from dataset_gen.build import build as build_dataset
-    from dataset_gen.sources import parse_source
-    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.25, test=0.0, workers=1),
-                  list(parse_source("procedural:6", 0)))
+    init, data = saved_model_and_tiny_data(tmp_path, old, old_cfg)
     args = [f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
             "knots=8", "quantiles=9", f"init={init}", "online=0.15", "crop_size=32", "batch_size=4",
             "steps=3", "eval_every=3", "threads=1", "ema=0", "curve_loss=1.0"]
@@ -164,7 +171,6 @@ def test_histogram_tone_curve_reads_quantiles_and_grows_from_a_model_without_it(
 def test_finest_level_grows_by_blocks_that_start_as_the_identity(tmp_path):
     """fine > 0 adds residual blocks at the half-resolution level; they start as the identity, so a
     model without them initialises one with them exactly (train_repair init), and training moves them."""
-    from restoration.weights import save_tensors, write_config
     from training import train_repair
 
     old_cfg = RepairConfig(width=8, levels=1, blocks=1, context=16, knots=0)
@@ -176,16 +182,7 @@ def test_finest_level_grows_by_blocks_that_start_as_the_identity(tmp_path):
     with torch.no_grad():
         assert torch.equal(new(y), old(y))  # step 0 is the old model
 
-    init = tmp_path / "old"
-    init.mkdir()
-    save_tensors(old.state_dict(), init / "repair.safetensors")
-    write_config(init, old_cfg.to_dict())
-    from dataset_gen.build import BuildConfig
-    from dataset_gen.build import build as build_dataset
-    from dataset_gen.sources import parse_source
-    data = tmp_path / "data"
-    build_dataset(BuildConfig(task="repair", out=data, size=64, crops=2, val=0.25, test=0.0, workers=1),
-                  list(parse_source("procedural:6", 0)))
+    init, data = saved_model_and_tiny_data(tmp_path, old, old_cfg)
     train_repair.main([f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16",
                        "knots=0", "fine=1", f"init={init}", "online=0.15", "crop_size=32", "batch_size=4",
                        "steps=3", "eval_every=3", "threads=1", "ema=0"])
