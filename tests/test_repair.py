@@ -324,3 +324,17 @@ def test_export_repair_picks_a_kept_model_and_chooses_its_gate(tmp_path):
     assert s["val_gated"]["clean_min_db"] >= 40.0 or s["val_gated"]["clean_min_db"] >= s["val_ungated"]["clean_min_db"]
     with pytest.raises(SystemExit):
         export_repair.main(["--model", str(tmp_path / "w"), "--data", str(data), "--out", str(tmp_path / "w")])
+
+
+def test_repair_validation_spreads_over_every_photo(tmp_path):
+    """Pairs sort by photo (10 crops each): a limit takes evenly spaced pairs, not the first photos'."""
+    from training.train_repair import load_pairs
+
+    for photo_no in range(12):
+        for crop in range(10):
+            pair = np.zeros((4, 8), np.uint8)
+            pair[:, 4:] = photo_no * 20
+            Image.fromarray(pair, "L").save(tmp_path / f"p{photo_no:02d}_{crop:03d}.png")
+    _, clean = load_pairs(tmp_path, 24)
+    assert len(clean) == 24 and sorted({int(c[0, 0]) // 20 for c in clean}) == list(range(12))
+    assert len(load_pairs(tmp_path, 0)[1]) == len(load_pairs(tmp_path, 500)[1]) == 120

@@ -54,10 +54,12 @@ def load_config(argv: list[str] | None = None) -> dict:
 def load_pairs(folder: Path, limit: int = 0, min_side: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(damaged, clean) grey pairs as lists of H×W uint8 arrays (A|B PNGs: damaged left, clean
     right). Crops of one size or whole photos of any size (``dataset_gen --whole``); pairs whose
-    shorter side is under ``min_side`` (too small for a training crop) are left out."""
+    shorter side is under ``min_side`` (too small for a training crop) are left out. With more
+    pairs than ``limit``, evenly spaced ones: the files sort by photo, so the first ``limit`` would
+    be the crops of only the first few photos (as the colour validation once was)."""
     files = list_pngs(folder)
-    if limit:
-        files = files[:limit]
+    if limit and len(files) > limit:
+        files = [files[round(i * (len(files) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else files[:1]
     damaged, clean = [], []
     for f in files:
         ab = np.asarray(Image.open(f).convert("L"), dtype=np.uint8)
