@@ -25,6 +25,17 @@ def list_pngs(folder: Path) -> list[Path]:
     return files
 
 
+def evenly_spaced(items: list, limit: int) -> list:
+    """At most ``limit`` items spread evenly from the first to the last (all of them when ``limit``
+    is 0 or not smaller): validation files sort by photo, so the first ``limit`` would be the crops
+    of only the first few photos."""
+    if not limit or len(items) <= limit:
+        return list(items)
+    if limit == 1:
+        return list(items[:1])
+    return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)]
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL → 3×H×W float in [0, 1]."""
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0

@@ -25,7 +25,7 @@ from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, reb
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
 from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
-from training.data import epoch_batch, list_pngs, step_rng, to_tensor
+from training.data import epoch_batch, evenly_spaced, list_pngs, step_rng, to_tensor
 from training.loop import EMA, Run, cosine_lr
 from training.metrics import COLOUR_RATIO_MIN_REF, colour_ratio, colourfulness, psnr
 
@@ -142,8 +142,7 @@ def load_val(folder: Path, size: int, limit: int) -> list[torch.Tensor]:
     files = list_pngs(folder)
     photos = [f for f in files if not f.name.startswith(PROCEDURAL_PREFIX)]
     files = photos or files
-    if limit and len(files) > limit:
-        files = [files[round(i * (len(files) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else files[:1]
+    files = evenly_spaced(files, limit)
     out = []
     for path in files:
         ab = Image.open(path).convert("RGB")

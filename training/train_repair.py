@@ -27,7 +27,7 @@ from dataset_gen.degrade import damage
 from restoration.repair import REPAIR_FILES, RepairConfig, bands, build, gate, ramp, soft_threshold, thumbnail
 from restoration.weights import load_tensors, save_tensors, write_config
 from training import config
-from training.data import epoch_batch, list_pngs, step_rng
+from training.data import epoch_batch, evenly_spaced, list_pngs, step_rng
 from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
@@ -58,8 +58,7 @@ def load_pairs(folder: Path, limit: int = 0, min_side: int = 0) -> tuple[list[np
     pairs than ``limit``, evenly spaced ones: the files sort by photo, so the first ``limit`` would
     be the crops of only the first few photos (as the colour validation once was)."""
     files = list_pngs(folder)
-    if limit and len(files) > limit:
-        files = [files[round(i * (len(files) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else files[:1]
+    files = evenly_spaced(files, limit)
     damaged, clean = [], []
     for f in files:
         ab = np.asarray(Image.open(f).convert("L"), dtype=np.uint8)
