@@ -80,12 +80,9 @@ def input_multiple(cfg: ColorizerConfig) -> int:
     return 8 if isinstance(cfg, ChromaConfig) else required_multiple(cfg.num_downs)
 
 
-@torch.inference_mode()
-def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig, images: list[Image.Image],
-               device: torch.device | str = "cpu", vividness: float | list[float | None] | None = None,
-               centres: torch.Tensor | None = None, log_weight: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Predicted ab (2×h×w, Lab units) for each image, at its working size (Pix2Pix) or a quarter
-    of it (classification). ``vividness``: one value, or one per image (None: the default)."""
+def working_batch(cfg: ColorizerConfig, images: list[Image.Image]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """What the network sees: each image's normalised L at its working size, padded to one square
+    (N×1×side×side), and each working size (h, w)."""
     m = input_multiple(cfg)
     side = max(m, math.ceil(cfg.work_size / m) * m)
     batch, sizes = [], []
@@ -95,8 +92,17 @@ def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig
         L = rgb_to_lab(_to_tensor(small))[0:1]
         batch.append(_pad_to(normalize_l(L)[None], side))
         sizes.append((h, w))
-    x = torch.cat(batch).to(device)
-    out = net(x).float().cpu()
+    return torch.cat(batch), sizes
+
+
+@torch.inference_mode()
+def predict_ab(net: Callable[[torch.Tensor], torch.Tensor], cfg: ColorizerConfig, images: list[Image.Image],
+               device: torch.device | str = "cpu", vividness: float | list[float | None] | None = None,
+               centres: torch.Tensor | None = None, log_weight: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Predicted ab (2×h×w, Lab units) for each image, at its working size (Pix2Pix) or a quarter
+    of it (classification). ``vividness``: one value, or one per image (None: the default)."""
+    x, sizes = working_batch(cfg, images)
+    out = net(x.to(device)).float().cpu()
     if not isinstance(cfg, ChromaConfig):
         out = out * cfg.chroma_scale
         return [denormalize_ab(out[i, :, :h, :w]) for i, (h, w) in enumerate(sizes)]

@@ -31,7 +31,7 @@ from PIL import Image
 from dataset_gen.sources import PROCEDURAL_PREFIX
 from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
-from restoration.colorizer import _pad_to, recombine, working_size
+from restoration.colorizer import recombine, working_batch
 from restoration.weights import COLORIZE_FILE, load_tensors, read_config, save_tensors, write_config
 from training.data import list_pngs, to_tensor
 from training.loop import load_checkpoint
@@ -48,7 +48,7 @@ def _logits(net, photos: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.T
     return out
 
 
-def load_whole(folder: Path, limit: int = 0) -> list[Image.Image]:
+def load_whole(folder: Path) -> list[Image.Image]:
     """The colour originals (B halves) of a ``--whole`` dataset's validation pairs, one per source
     photo (its copies differ only in the grey input), photographs only where there are any, almost
     grey originals left out (as train_colorizer.load_val)."""
@@ -66,25 +66,18 @@ def load_whole(folder: Path, limit: int = 0) -> list[Image.Image]:
         b = ab.crop((ab.width // 2, 0, ab.width, ab.height))
         if colourfulness(to_tensor(b)) >= COLOUR_RATIO_MIN_REF:
             out.append(b)
-        if limit and len(out) >= limit:
-            break
     return out
 
 
 def _logits_whole(net, cfg: ChromaConfig, photos: list[Image.Image]):
-    """As served (restoration.colorizer.predict_ab): (grey photo, logits cropped to a quarter of its
-    working size) per photo."""
-    m = 8
-    side = max(m, -(-cfg.work_size // m) * m)
+    """As served (restoration.colorizer.working_batch, as predict_ab): (grey photo, logits cropped
+    to a quarter of its working size) per photo."""
     out = []
     with torch.no_grad():
         for img in photos:
             grey = img.convert("L").convert("RGB")
-            w, h = working_size(*grey.size, cfg.work_size)
-            small = grey.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=3.0) if (w, h) != grey.size else grey
-            L = rgb_to_lab(to_tensor(small))[0:1]
-            lg = net(_pad_to(normalize_l(L)[None], side)).float()
-            out.append((grey, lg[:, :, :-(-h // 4), :-(-w // 4)]))
+            x, [(h, w)] = working_batch(cfg, [grey])
+            out.append((grey, net(x).float()[:, :, :-(-h // 4), :-(-w // 4)]))
     return out
 
 
