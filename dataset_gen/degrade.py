@@ -242,8 +242,12 @@ def _apply(op: str, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     raise ValueError(f"unknown damage {op!r}")
 
 
-def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, single: float = 0.0
-           ) -> tuple[Image.Image, Image.Image, dict]:
+# The damages that add noise: what a denoising stage removes (damage(..., without=NOISE_OPS)).
+NOISE_OPS = ("grain", "speckle")
+
+
+def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, single: float = 0.0,
+           without: tuple[str, ...] = ()):
     """(damaged, clean) grey copies of ``img`` as an old print's scan, and what was done.
 
     Each damage of :data:`DAMAGE_OPS` is drawn with its probability (:data:`DAMAGE_P`) and the
@@ -252,9 +256,15 @@ def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, singl
     photo gets one damage, drawn uniformly, instead of the mix (a mildly damaged print must not be
     corrected like a ruined one). Deterministic for the generator's seed; ``single`` = 0 draws
     exactly what earlier versions drew.
+
+    ``without``: also return, before the clean copy, the same photo with every drawn damage but
+    these (the same draws: each other damage's random state is replayed on the second copy), e.g.
+    :data:`NOISE_OPS` for the target of a stage that only removes noise. The damaged copy is the
+    one ``without=()`` gives for the same seed.
     """
     target = ImageOps.grayscale(img)
     y = np.asarray(target, np.float32)
+    rest = y
     record: dict = {"order": [], "params": {}}
     if rng.random() >= clean:
         if single > 0 and rng.random() < single:
@@ -265,9 +275,22 @@ def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, singl
             drawn = [DAMAGE_OPS[int(rng.integers(0, len(DAMAGE_OPS)))]]
         for i in rng.permutation(len(drawn)):
             op = drawn[int(i)]
+            state = rng.bit_generator.state
             y, p = _apply(op, y, rng)
             y = np.clip(y, 0, 255)
+            if without and op not in without:
+                after = rng.bit_generator.state
+                rng.bit_generator.state = state
+                rest = np.clip(_apply(op, rest, rng)[0], 0, 255)
+                rng.bit_generator.state = after
             record["order"].append(op)
             record["params"][op] = p
-    out = Image.fromarray(np.clip(y + 0.5, 0, 255).astype(np.uint8), "L")
-    return out.convert("RGB"), target.convert("RGB"), record
+    if not without:
+        rest = None
+
+    def image(a: np.ndarray) -> Image.Image:
+        return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+
+    if rest is None:
+        return image(y), target.convert("RGB"), record
+    return image(y), image(rest), target.convert("RGB"), record

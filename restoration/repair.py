@@ -53,6 +53,10 @@ class RepairConfig:
     # residual blocks added at the finest (half-resolution) level, this many after the head and as
     # many before the tail: where grain, specks and blocks a pixel or two wide are told from detail
     fine: int = 0
+    # > 0: a noise-removal stage of this width runs first (a network of the same shape without the
+    # context branch, trained on its own to take out only grain and speckle: damage(without=NOISE_OPS)),
+    # and the network repairs its output; dY is still measured from the input
+    denoise: int = 0
     shrink: float = 0.0  # per-pixel soft threshold on |dY|, grey levels (0-255)
     gate_low: float = 0.0  # estimated damage (mean |dY|, grey levels) below which nothing changes
     gate_high: float = 0.0  # ... above which the full correction applies (0, 0: no gate)
@@ -232,6 +236,10 @@ class RepairNet(nn.Module):
         # an all-zero output layer passes no gradient to the layers below until it has grown.
         nn.init.normal_(self.tail[-2].weight, std=1e-4)
         nn.init.zeros_(self.tail[-2].bias)
+        self.pre: RepairNet | None = None
+        if cfg.denoise:
+            self.pre = RepairNet(RepairConfig(width=cfg.denoise, levels=cfg.levels, blocks=cfg.blocks, context=0,
+                                              knots=0))
         self.curve: ToneCurve | None = None
         if cfg.context:
             self.ctx = Context(quantiles=cfg.quantiles)
@@ -253,6 +261,8 @@ class RepairNet(nn.Module):
         y0 = y
         if ctx is None and self.context_side:
             ctx = self.ctx(thumb) if thumb is not None else self.context(y)
+        if self.pre is not None:  # the context stays the input's: tiles get the whole photo's
+            y = y + self.pre(y)
         base = y
         if ctx is not None and self.curve is not None:
             base = self.curve(y, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from dataset_gen.degrade import DAMAGE_OPS, damage
 from restoration.png import add_text, read_text
-from restoration.repair import RepairConfig, build, gate, load_repairer, repair_image, residual
+from restoration.repair import RepairConfig, RepairNet, build, gate, load_repairer, repair_image, residual
 from tests.conftest import photo
 
 
@@ -275,8 +276,9 @@ def test_online_damage_is_fresh_every_step_and_a_pure_function_of_the_step(tmp_p
     later = [online.batch(0, s, 4)[0] for s in range(4, 8)]
     assert all(not torch.equal(x, other) for other in later)
     # the thumbnail belongs to the damaged whole photo, not to the stored one
-    a, thumb = online._fresh(0, 0, 3, 0)
+    a, thumb, goal = online._fresh(0, 0, 3, 0)
     assert a.shape == online.clean[0].shape and a.dtype == np.uint8
+    assert np.array_equal(goal, online.clean[0])  # the target is the clean photo
     assert np.allclose(thumb, thumbnails(a[None], 16)[0])
 
 
@@ -338,3 +340,125 @@ def test_repair_validation_spreads_over_every_photo(tmp_path):
     _, clean = load_pairs(tmp_path, 24)
     assert len(clean) == 24 and sorted({int(c[0, 0]) // 20 for c in clean}) == list(range(12))
     assert len(load_pairs(tmp_path, 0)[1]) == len(load_pairs(tmp_path, 500)[1]) == 120
+
+
+def test_damage_without_noise_replays_every_other_damage():
+    """damage(without=NOISE_OPS): the damaged copy is the one damage() gives for the seed, and the
+    second copy has the same damages (same draws) but no grain or speckle."""
+    from dataset_gen.degrade import NOISE_OPS
+
+    img = photo(96, 80, seed=2)
+    noisy_seen = quiet_seen = 0
+    for s in range(40):
+        a, _, rec = damage(img, np.random.default_rng(s), clean=0.1, single=0.3)
+        b, rest, clean, rec_b = damage(img, np.random.default_rng(s), clean=0.1, single=0.3, without=NOISE_OPS)
+        assert a.tobytes() == b.tobytes() and rec == rec_b
+        assert clean.tobytes() == damage(img, np.random.default_rng(s))[1].tobytes()
+        if set(rec["order"]) & set(NOISE_OPS):
+            noisy_seen += 1
+            assert rest.tobytes() != a.tobytes()
+            if set(rec["order"]) - set(NOISE_OPS):  # the other damages are in it too
+                assert rest.tobytes() != clean.tobytes()
+            else:
+                assert rest.tobytes() == clean.tobytes()
+        else:
+            quiet_seen += 1
+            assert rest.tobytes() == a.tobytes()
+    assert noisy_seen > 5 and quiet_seen > 5
+    # replayed draws: a damage after the noise lands on the same pixels in both copies
+    y = np.asarray(img.convert("L"), np.float32)
+    replayed = False
+    for s in range(400):
+        a, rest, _, rec = damage(img, np.random.default_rng(s), without=NOISE_OPS)
+        if rec["order"][-2:] == ["grain", "dust"] or rec["order"] == ["grain", "scratches"]:
+            mark = np.abs(np.asarray(rest, np.float32)[..., 0] - y) > 60  # the speck or scratch
+            assert mark.any()
+            assert np.abs(np.asarray(a, np.float32)[..., 0] - np.asarray(rest, np.float32)[..., 0])[mark].mean() < 30
+            replayed = True
+            break
+    assert replayed
+
+
+def test_denoise_stage_runs_first_and_tiles(tmp_path):
+    """RepairConfig denoise: the stage's output is what the network repairs, dY is still from the
+    input, the context is the input's, and the tiled result matches the untiled one."""
+    cfg = RepairConfig(width=8, levels=2, blocks=1, context=32, quantiles=9, denoise=8)
+    net = random_net(cfg)
+    with torch.no_grad():
+        net.pre.tail[-2].weight.normal_(0, 0.05)
+    y = torch.rand(1, 1, 130, 170)
+    with torch.no_grad():
+        ctx = net.context(y)
+        stage = y + net.pre(y)
+        main = RepairNet(replace(cfg, denoise=0)).eval()
+        main.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("pre.")})
+        expected = stage - y + main(stage, ctx)
+        got = net(y, ctx)
+    assert (stage - y).abs().max() > 0.005  # the stage does change the photo
+    assert torch.allclose(got, expected, atol=1e-6)
+    y2 = torch.rand(1, 1, 300, 420)
+    whole = residual(net, y2, tile=0, multiple=cfg.multiple)
+    tiled = residual(net, y2, tile=96, overlap=64, multiple=cfg.multiple)
+    assert (whole - tiled).abs().max().item() * 255 <= 1.0
+
+
+def test_denoise_stage_trains_on_noise_alone_and_assembles_with_a_model(tmp_path):
+    """train_repair target=denoise learns to remove grain and speckle only (its targets keep every
+    other damage); export_repair --denoiser puts it in front of a model and chooses their gate."""
+    from training import export_repair, train_repair
+    from training.train_repair import RepairPairs
+
+    net0 = random_net(RepairConfig(width=8, levels=1, blocks=1, context=16))
+    init, data = saved_model_and_tiny_data(tmp_path, net0, RepairConfig(width=8, levels=1, blocks=1, context=16))
+    pairs = RepairPairs(data / "train", 32, context=0, online=0.2, single=0.3, denoise=True)
+    x, y, thumb = pairs.batch(0, 0, 8)
+    assert thumb is None and x.shape == y.shape == (8, 1, 32, 32)
+    with pytest.raises(SystemExit):
+        RepairPairs(data / "train", 32, context=0, denoise=True)  # needs damage drawn afresh
+    args = [f"data={data}", f"out={tmp_path / 'den'}", "width=8", "levels=1", "blocks=1", "context=0", "knots=0",
+            "target=denoise", "online=0.2", "single=0.3", "crop_size=32", "batch_size=4", "steps=4",
+            "eval_every=2", "threads=1"]
+    with pytest.raises(SystemExit):
+        train_repair.main([a for a in args if a not in ("context=0", "knots=0")])  # a stage has no context
+    done = train_repair.main(args)
+    assert done["step"] == 4 and set(done["val"]) == {"ungated"}
+    den, den_cfg = load_repairer(str(tmp_path / "den" / "model"))
+    assert den_cfg.context == 0 and den_cfg.shrink == 0 and den_cfg.gate_high == 0
+    s = export_repair.main(["--model", str(init), "--denoiser", str(tmp_path / "den" / "model"),
+                            "--data", str(data), "--out", str(tmp_path / "w")])
+    both, both_cfg = load_repairer(str(tmp_path / "w"))
+    assert both_cfg.denoise == 8 and s["denoiser"] and both_cfg.shrink == s["gate"]["shrink"]
+    img = photo(80, 64, seed=5)
+    yy = torch.from_numpy(np.asarray(img.convert("L"), np.float32) / 255)[None, None]
+    with torch.no_grad():
+        stage = yy + den(yy)
+        by_hand = stage - yy + load_repairer(str(init))[0](stage, net0.context(yy))
+        assert (both(yy) - by_hand).abs().max() < 2e-3  # fp16 weights
+    with pytest.raises(SystemExit):  # a model with a stage takes no second one
+        export_repair.main(["--model", str(tmp_path / "w"), "--denoiser", str(tmp_path / "den" / "model"),
+                            "--data", str(data), "--out", str(tmp_path / "w2")])
+
+
+def test_model_trains_behind_a_frozen_denoise_stage(tmp_path):
+    """train_repair denoise=<width> init=<assembled model>: the model behind the stage learns, the
+    stage stays as it was trained; without init it refuses (an untrained stage is no stage)."""
+    from restoration.weights import load_tensors, save_tensors, write_config
+    from training import train_repair
+
+    cfg = RepairConfig(width=8, levels=1, blocks=1, context=16, denoise=8)
+    net = random_net(cfg)
+    init, data = saved_model_and_tiny_data(tmp_path, net, cfg)
+    save_tensors(net.state_dict(), init / "repair.safetensors")
+    write_config(init, cfg.to_dict())
+    args = [f"data={data}", f"out={tmp_path / 'run'}", "width=8", "levels=1", "blocks=1", "context=16", "denoise=8",
+            "online=0.2", "crop_size=32", "batch_size=4", "steps=3", "eval_every=3", "threads=1", "ema=0",
+            "lr=0.01", "warmup=0"]
+    with pytest.raises(SystemExit):
+        train_repair.main(args)
+    train_repair.main(args + [f"init={init}"])
+    before = load_tensors(init / "repair.safetensors")
+    after = load_tensors(tmp_path / "run" / "model" / "repair.safetensors")
+    pre = [k for k in before if k.startswith("pre.")]
+    assert pre and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-3) for k in pre)
+    assert any(not torch.allclose(before[k].float(), after[k].float(), atol=1e-4)
+               for k in before if k.startswith("tail."))

@@ -11,6 +11,13 @@ on the validation pairs (PSNR on L of the damaged input and of the repaired outp
 clean photo, and of a clean photo passed through) and exported to ``out/model_<step>``; at the end
 the gate that keeps clean photos untouched (restoration.repair.gate) is chosen on validation and
 written into ``out/model/config.json``.
+
+With ``target=denoise`` it trains a noise-removal stage instead (RepairConfig ``denoise``): the
+damage is drawn afresh (``online``) and the target is the same photo with every drawn damage but
+grain and speckle (dataset_gen.degrade.damage ``without=NOISE_OPS``), so the stage learns to take
+out noise and nothing else; its validation pairs are drawn the same way from the validation photos
+with a fixed seed, and no gate is chosen (the assembled model's gate is: training.export_repair
+``--denoiser``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dataset_gen.degrade import damage
+from dataset_gen.degrade import NOISE_OPS, damage
 from restoration.repair import REPAIR_FILES, RepairConfig, bands, build, gate, ramp, soft_threshold, thumbnail
 from restoration.weights import load_tensors, save_tensors, write_config
 from training import config
@@ -32,7 +39,7 @@ from training.loop import EMA, Run, cosine_lr
 
 DEFAULTS = {
     "data": "data/repair2", "out": "runs/repair", "init": "",
-    "width": 32, "levels": 3, "blocks": 2, "fine": 0, "context": 64, "knots": 16, "quantiles": 0,
+    "width": 32, "levels": 3, "blocks": 2, "fine": 0, "denoise": 0, "context": 64, "knots": 16, "quantiles": 0,
     "loss": "charbonnier", "eps": 1e-3,
     # > 0: the tone curve's own output is also pulled towards the clean photo (that loss times this
     # weight): trained only through the whole network, the curve stayed at the identity while the
@@ -40,6 +47,7 @@ DEFAULTS = {
     "curve_loss": 0.0,
     "online": 0.0,  # > 0: damage drawn afresh every batch, this share of photos left clean (RepairPairs)
     "single": 0.0,  # with online: this share of damaged photos gets one damage instead of the mix
+    "target": "clean",  # or "denoise": train the noise-removal stage (needs online > 0, no context)
     "crop_size": 96, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 200, "ema": 0.999,
     "steps": 6000, "minutes": 0.0, "eval_every": 500, "ckpt_every": 250, "eval_max": 120,
     "clean_min_db": 40.0,  # the gate is chosen so that clean validation photos stay at least this close
@@ -80,19 +88,22 @@ class RepairPairs:
     not used, so the network never sees the same grain, specks or scratches twice. With the stored
     pairs a run saw each damage ~90 times (16 000 steps over 2 900 pairs) and could learn them."""
 
-    def __init__(self, folder: Path, crop: int, context: int = 64, online: float = 0.0, single: float = 0.0) -> None:
+    def __init__(self, folder: Path, crop: int, context: int = 64, online: float = 0.0, single: float = 0.0,
+                 denoise: bool = False) -> None:
         self.damaged, self.clean = load_pairs(folder, min_side=crop)
         self.crop, self.context, self.online, self.single = crop, context, float(online), float(single)
+        self.denoise = denoise  # the target is the photo with its damage but the noise (online only)
+        if denoise and not self.online:
+            raise SystemExit("target=denoise draws its damage afresh: set online > 0")
         # each pair's whole damaged photo as the context branch sees it
         self.thumbs = thumbnails(self.damaged, context) if context and not self.online else None
 
-    def _fresh(self, i: int, seed: int, step: int, j: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Photo i damaged afresh (a pure function of seed, step and its place j in the batch)."""
+    def _fresh(self, i: int, seed: int, step: int, j: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Photo i damaged afresh (a pure function of seed, step and its place j in the batch), its
+        thumbnail, and the target (the clean photo, or with ``denoise`` the photo without its noise)."""
         rng = np.random.default_rng([seed, step, j, 7919])
-        img, _, _ = damage(Image.fromarray(self.clean[i], "L").convert("RGB"), rng, clean=self.online,
-                           single=self.single)
-        a = np.array(img.convert("L"), dtype=np.uint8)
-        return a, (thumbnails(a[None], self.context)[0] if self.context else None)
+        a, b = noisy_pair(self.clean[i], rng, self.online, self.single, self.denoise)
+        return a, (thumbnails(a[None], self.context)[0] if self.context else None), b
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -105,11 +116,11 @@ class RepairPairs:
             h, w = self.clean[i].shape
             y0, x0 = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
             if self.online:
-                whole, t = self._fresh(int(i), seed, step * world + rank, j)
+                whole, t, goal = self._fresh(int(i), seed, step * world + rank, j)
             else:
-                whole, t = self.damaged[i], (self.thumbs[i] if self.thumbs is not None else None)
+                whole, t, goal = self.damaged[i], (self.thumbs[i] if self.thumbs is not None else None), self.clean[i]
             a = whole[y0:y0 + self.crop, x0:x0 + self.crop]
-            b = self.clean[i][y0:y0 + self.crop, x0:x0 + self.crop]
+            b = goal[y0:y0 + self.crop, x0:x0 + self.crop]
             k = int(rng.integers(0, 4))  # rotations and flips: scratches run any way
             t = t if t is not None else np.zeros((1, 1), np.float32)
             a, b, t = np.rot90(a, k), np.rot90(b, k), np.rot90(t, k)
@@ -122,6 +133,25 @@ class RepairPairs:
         y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float() / 255.0
         thumb = torch.from_numpy(np.stack(ts)).unsqueeze(1) if self.context else None
         return x, y, thumb
+
+
+def noisy_pair(clean: np.ndarray, rng: np.random.Generator, keep_clean: float, single: float,
+               denoise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(damaged, target) grey uint8 arrays of one clean photo: the damage model's draw, and the
+    clean photo or (``denoise``) the same draw without grain and speckle."""
+    img = Image.fromarray(clean, "L").convert("RGB")
+    if denoise:
+        d, goal, _, _ = damage(img, rng, clean=keep_clean, single=single, without=NOISE_OPS)
+        return np.array(d.convert("L"), dtype=np.uint8), np.array(goal.convert("L"), dtype=np.uint8)
+    d, _, _ = damage(img, rng, clean=keep_clean, single=single)
+    return np.array(d.convert("L"), dtype=np.uint8), clean
+
+
+def denoise_val(clean: list[np.ndarray], single: float, seed: int = 2_026_120_7) -> tuple[list, list]:
+    """Validation pairs of the noise-removal stage: each validation photo damaged with a fixed seed
+    (the stored damaged halves have no noise-free counterpart); a fifth of them left undamaged."""
+    pairs = [noisy_pair(c, np.random.default_rng([seed, i]), 0.2, single, True) for i, c in enumerate(clean)]
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def pixel_loss(err: torch.Tensor, cfg: dict) -> torch.Tensor:
@@ -288,9 +318,14 @@ def write_card(out: Path, cfg: dict, step: int, wall_s: float, ungated: dict, ga
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
+    if cfg["target"] not in ("clean", "denoise"):
+        raise SystemExit(f"target {cfg['target']!r}: clean or denoise")
+    stage = cfg["target"] == "denoise"
+    if stage and (cfg["context"] or cfg["knots"] or cfg["curve_loss"]):
+        raise SystemExit("target=denoise trains a stage without context: set context=0 knots=0 curve_loss=0")
     run = Run(cfg)
     rcfg = RepairConfig(width=int(cfg["width"]), levels=int(cfg["levels"]), blocks=int(cfg["blocks"]),
-                        fine=int(cfg["fine"]),
+                        fine=int(cfg["fine"]), denoise=int(cfg["denoise"]),
                         context=int(cfg["context"]), knots=int(cfg["knots"]), quantiles=int(cfg["quantiles"]))
     net = build(rcfg).to(run.device)
     if cfg["init"]:
@@ -306,12 +341,21 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"init {cfg['init']}: not this network (missing {missing}, unexpected {unexpected})")
         if missing and run.master:
             print(f"init {cfg['init']}: {len(missing)} tensors (tone curve, added blocks) start as the identity")
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if net.pre is not None:
+        # the noise-removal stage in front stays as it was trained (train_repair target=denoise,
+        # assembled by export_repair --denoiser): the model behind it learns to repair its output
+        if not cfg["init"]:
+            raise SystemExit("denoise > 0 trains the model behind a trained stage: init=<an assembled model>")
+        net.pre.requires_grad_(False)
+    opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=cfg["lr"],
+                            weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
     train = RepairPairs(Path(cfg["data"]) / "train", int(cfg["crop_size"]), int(cfg["context"]),
-                        float(cfg["online"]), float(cfg["single"]))
+                        float(cfg["online"]), float(cfg["single"]), denoise=stage)
     val_dir = Path(cfg["data"]) / "val"
     val = load_pairs(val_dir, int(cfg["eval_max"])) if val_dir.is_dir() else None
+    if stage and val is not None:
+        val = denoise_val(val[1], float(cfg["single"]))
     if run.master:
         print(f"{len(train)} training pairs, {0 if val is None else len(val[0])} validation pairs, "
               f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")
@@ -371,7 +415,11 @@ def main(argv: list[str] | None = None) -> dict:
             tqdm.write(f"stopped at step {step} (time budget or stop_at)")
             break
     bar.close()
-    if run.master and val is not None:
+    if run.master and val is not None and stage:
+        if not metrics:
+            metrics = measure(ema.model, val, rcfg, run.device)
+        metrics = {"ungated": metrics}
+    elif run.master and val is not None:
         if not metrics:  # resumed at its last step: nothing trained, measure what is there
             metrics = measure(ema.model, val, rcfg, run.device)
         chosen, gated = choose_gate(ema.model, val, rcfg, run.device, float(cfg["clean_min_db"]))
