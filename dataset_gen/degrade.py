@@ -264,6 +264,7 @@ def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, singl
     """
     target = ImageOps.grayscale(img)
     y = np.asarray(target, np.float32)
+    replay = False  # a second copy is only worth computing when a left-out damage was drawn
     rest = y
     record: dict = {"order": [], "params": {}}
     if rng.random() >= clean:
@@ -273,24 +274,24 @@ def damage(img: Image.Image, rng: np.random.Generator, clean: float = 0.0, singl
             drawn = [op for op in DAMAGE_OPS if rng.random() < DAMAGE_P[op]]
         if not drawn:
             drawn = [DAMAGE_OPS[int(rng.integers(0, len(DAMAGE_OPS)))]]
+        replay = bool(set(drawn) & set(without))
         for i in rng.permutation(len(drawn)):
             op = drawn[int(i)]
             state = rng.bit_generator.state
             y, p = _apply(op, y, rng)
             y = np.clip(y, 0, 255)
-            if without and op not in without:
+            if replay and op not in without:
                 after = rng.bit_generator.state
                 rng.bit_generator.state = state
                 rest = np.clip(_apply(op, rest, rng)[0], 0, 255)
                 rng.bit_generator.state = after
             record["order"].append(op)
             record["params"][op] = p
-    if not without:
-        rest = None
 
     def image(a: np.ndarray) -> Image.Image:
         return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
 
-    if rest is None:
-        return image(y), target.convert("RGB"), record
-    return image(y), image(rest), target.convert("RGB"), record
+    out = image(y)
+    if not without:
+        return out, target.convert("RGB"), record
+    return out, image(rest) if replay else out.copy(), target.convert("RGB"), record

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.denoiser:
         save_tensors(net.state_dict(), out / REPAIR_FILES[0], half=True)
     else:  # the kept model's file as it is
-        (out / REPAIR_FILES[0]).write_bytes((Path(a.model) / REPAIR_FILES[0]).read_bytes())
+        shutil.copy(Path(a.model) / REPAIR_FILES[0], out / REPAIR_FILES[0])
     write_config(out, chosen.to_dict())
     summary = {"model": str(a.model), "denoiser": a.denoiser or None, "val_ungated": ungated, "val_gated": gated,
                "gate": {k: getattr(chosen, k) for k in ("shrink", "gate_low", "gate_high", "band_sigma",

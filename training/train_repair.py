@@ -415,13 +415,11 @@ def main(argv: list[str] | None = None) -> dict:
             tqdm.write(f"stopped at step {step} (time budget or stop_at)")
             break
     bar.close()
+    if run.master and val is not None and not metrics:  # resumed at its last step: measure what is there
+        metrics = measure(ema.model, val, rcfg, run.device)
     if run.master and val is not None and stage:
-        if not metrics:
-            metrics = measure(ema.model, val, rcfg, run.device)
-        metrics = {"ungated": metrics}
+        metrics = {"ungated": metrics}  # a stage has no gate: the assembled model's is chosen
     elif run.master and val is not None:
-        if not metrics:  # resumed at its last step: nothing trained, measure what is there
-            metrics = measure(ema.model, val, rcfg, run.device)
         chosen, gated = choose_gate(ema.model, val, rcfg, run.device, float(cfg["clean_min_db"]))
         export_model(ema.model, chosen, run.out / "model")
         run.log({"step": step, "gate": {k: getattr(chosen, k) for k in ("shrink", "gate_low", "gate_high")},
