@@ -103,6 +103,14 @@ DIGIKAM_PHOTOS = [Path("/usr/share/digikam/about/images/body-background.jpg")]
 KPHOTOALBUM_DEMO = Path("/usr/share/kphotoalbum/demo")
 # tuxpaint-data (GPL-2+): the photographs Tux Paint offers as templates.
 TUXPAINT_TEMPLATES = Path("/usr/share/tuxpaint/templates")
+# tuxpaint-stamps-default (GPL-2): Tux Paint's stamps, photographed objects cut out on transparency
+# among drawings; not photographs to crop, but objects in their true colours that the colouriser's
+# training pastes onto its photographs (stamp_cutouts).
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+# Stamp folders of drawings, renders and symbols (a folder of this name anywhere in the path).
+STAMP_SKIP = {"cartoon", "toys", "easter", "halloween", "newyears", "christmas", "space", "roadsigns", "flags",
+              "lowercase", "uppercase", "asl", "math", "operators", "chess", "faces", "symbols", "00_symbols",
+              "shapes", "hanukkah", "japanese"}
 # python3-sklearn (china.jpg and flower.jpg: CC-BY-2.0, README.txt beside them).
 SKLEARN_IMAGES = Path("/usr/lib/python3/dist-packages/sklearn/datasets/images")
 # puzzle-jigsaw (samples: CC0-1.0, photos from Pexels).
@@ -337,6 +345,30 @@ def _files(folder: Path, names: list[str] | None = None, min_side: int = 0) -> l
                 if min(img.size) < min_side:
                     continue
         out.append(p)
+    return out
+
+
+def stamp_cutouts(root: Path = TUXPAINT_STAMPS, min_opaque: int = 2000, min_unique: float = 0.15) -> list[Path]:
+    """The photographic cut-outs among Tux Paint's stamps (PNGs with transparency): outside the
+    ``STAMP_SKIP`` folders, with at least ``min_opaque`` opaque pixels, of which at least
+    ``min_unique`` have a colour of their own (a drawing's flat fills repeat a few colours; a
+    photograph's texture rarely repeats one). Sorted paths; empty when the package is absent."""
+    import numpy as np
+
+    root = package_path(root)
+    out = []
+    for p in sorted(root.rglob("*.png")) if root.is_dir() else []:
+        if STAMP_SKIP & set(p.relative_to(root).parts[:-1]):
+            continue
+        with Image.open(p) as img:
+            rgba = np.asarray(img.convert("RGBA"))
+        opaque = rgba[..., 3] > 200
+        n = int(opaque.sum())
+        if n < min_opaque:
+            continue
+        px = rgba[..., :3][opaque].astype(np.int32)
+        if len(np.unique(px[:, 0] * 65536 + px[:, 1] * 256 + px[:, 2])) >= min_unique * n:
+            out.append(p)
     return out
 
 

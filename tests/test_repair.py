@@ -462,3 +462,23 @@ def test_model_trains_behind_a_frozen_denoise_stage(tmp_path):
     assert pre and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-3) for k in pre)
     assert any(not torch.allclose(before[k].float(), after[k].float(), atol=1e-4)
                for k in before if k.startswith("tail."))
+
+
+def test_logmse_loss_is_minus_the_mean_psnr_of_the_crops():
+    from training.train_repair import DEFAULTS, main, pixel_loss
+
+    cfg = {**DEFAULTS, "loss": "logmse", "log_eps": 0.0}
+    # two crops: one off by 0.1 everywhere (20 dB), one off by 0.01 (40 dB)
+    err = torch.cat([torch.full((1, 1, 8, 8), 0.1), torch.full((1, 1, 8, 8), 0.01)])
+    assert pixel_loss(err, cfg).item() == pytest.approx(-30.0, abs=1e-4)
+    # each crop's dB counts alike: the same relative change of either crop moves the loss alike,
+    # where the mean squared error over the batch hardly sees the small one
+    err.requires_grad_(True)
+    pixel_loss(err, cfg).backward()
+    g = err.grad.flatten(1).sum(1)
+    assert g[1] == pytest.approx(10 * g[0].item(), rel=1e-4)
+    # log_eps bounds the pull of a crop already within it
+    exact = torch.zeros(1, 1, 8, 8)
+    assert pixel_loss(exact, {**cfg, "log_eps": 1e-4}).item() == pytest.approx(-40.0)
+    with pytest.raises(SystemExit, match="loss 'huber'"):
+        main(["loss=huber"])

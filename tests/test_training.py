@@ -391,3 +391,61 @@ def test_chroma_decoding_chosen_on_whole_photos_as_served(tmp_path):
               for p in photos]
     measured = summary["vividness_grid"][str(float(cfg.vividness))]["psnr"]
     assert abs(float(np.mean(served)) - measured) < 0.05
+
+
+def test_stamps_are_photographed_cut_outs_pasted_on_plain_grey_pairs_only(tmp_path):
+    """stamps=: photographic cut-outs (dataset_gen.sources.stamp_cutouts: textured, opaque enough,
+    outside the drawing folders) are pasted on crops whose grey input is the photo's plain grey, in
+    colour on the photo and as its grey on the input, deterministically per step; aged pairs keep
+    their crops as stored."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from dataset_gen.sources import stamp_cutouts
+    from training.train_colorizer import CachedPairs, grey_of, load_stamps, paste_stamps
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "stamps"
+    for folder, kind in (("animals", "photo"), ("animals/cartoon", "photo"), ("food", "flat"), ("tiny", "small")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        side = 20 if kind == "small" else 80
+        rgb = rng.integers(0, 255, (side, side, 3), dtype=np.uint8) if kind != "flat" else \
+            np.full((side, side, 3), (200, 40, 40), np.uint8)
+        mask = Image.new("L", (side, side), 0)
+        ImageDraw.Draw(mask).ellipse([2, 2, side - 3, side - 3], fill=255)
+        Image.fromarray(np.dstack([rgb, np.asarray(mask)])).save(root / folder / f"{kind}.png")
+    assert [p.relative_to(root).as_posix() for p in stamp_cutouts(root)] == ["animals/photo.png"]
+    stamps = load_stamps(str(root))
+    assert len(stamps) == 1 and stamps[0].shape == (80, 80, 4)
+    with pytest.raises(SystemExit, match="no photographic cut-out"):
+        load_stamps(str(tmp_path / "nothing"))
+
+    # pasting keeps the pair a photo and its grey, and changes both where the stamp lands
+    colour = torch.from_numpy(np.full((32, 32, 3), (40, 120, 200), np.uint8))
+    grey = grey_of(colour.float()).round().byte()
+    a, b = paste_stamps(grey, colour, stamps, 2, np.random.default_rng(1))
+    assert not torch.equal(b, colour) and not torch.equal(a, grey)
+    assert float((a.float() - grey_of(b.float())).abs().max()) <= 1.0
+    assert torch.equal(grey, grey_of(colour.float()).round().byte())  # the inputs were not written to
+
+    # a plain grey pair and an aged one (its grey input far from the photo's grey), each of one
+    # colour, so a crop with a stamp on it is one whose colour varies
+    data = tmp_path / "pairs"
+    data.mkdir()
+    for i, aged in enumerate((False, True)):
+        photo = Image.new("RGB", (40, 40), (40, 120, 200))
+        g = photo.convert("L") if not aged else Image.new("L", (40, 40), 200)
+        pair = Image.new("RGB", (80, 40))
+        pair.paste(g.convert("RGB"), (0, 0))
+        pair.paste(photo, (40, 0))
+        pair.save(data / f"p{i}_000.png")
+    pasted = CachedPairs(data, 40, 32, stamps=stamps, stamp_p=1.0)
+    assert pasted.plain == [True, False]
+    from training.data import epoch_batch
+
+    for step in range(4):
+        L, ab = pasted.batch(0, step, 2)
+        assert torch.equal(L, pasted.batch(0, step, 2)[0])  # a pure function of the step
+        for j, i in enumerate(epoch_batch(2, 0, step, 2)):
+            varies = float(ab[j].flatten(1).std(1).max()) > 1.0
+            assert varies == (int(i) == 0)

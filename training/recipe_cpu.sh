@@ -68,7 +68,12 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 # the model at step 5000 is served, behind the two-band gate chosen on validation.
 $PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml resume=true
 
-$PY -m training.export_chroma --run runs/colorize_cls --data data/colorize_all --out weights/colorize
+# Colouriser: the classification run's step-2000 model (the validation-best), trained on for 1000
+# steps with Tux Paint's photographed objects pasted on its plain-grey crops; step 250 is served
+# (the validation-best of that run).
+$PY -m training.export_chroma --run runs/colorize_cls --step 2000 --data data/colorize_all --out runs/export_colorize_cls
+$PY -m training.train_colorizer --config training/configs/colorize_stamps1_cpu.yaml init=runs/export_colorize_cls resume=true
+$PY -m training.export_chroma --run runs/colorize_stamps1 --step 250 --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2_long --out weights  # its last model (step 11 000)
 $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a narrow upsampler (below)
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10

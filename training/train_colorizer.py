@@ -36,7 +36,60 @@ DEFAULTS = {
     "eval_size": 192, "eval_max": 64, "ckpt_every": 250, "threads": 0, "seed": 0, "resume": False,
     "init": "",
     "zoom": None,  # [lo, hi]: whole photos rescaled per sample to a long side in lo..hi px (CachedPairs)
+    # > 0: this share of the crops whose grey input is the plain grey of the photo get 1 .. stamp_max
+    # photographed objects (dataset_gen.sources.stamp_cutouts) pasted on, in colour and in grey
+    "stamps": 0.0, "stamp_max": 2, "stamp_dir": "",
 }
+
+STAMP_SIDE = 128  # cut-outs are kept at most this long a side (the crops they go on are ~96 px)
+
+
+def load_stamps(folder: str = "") -> list[torch.Tensor]:
+    """The photographic cut-outs (dataset_gen.sources.stamp_cutouts of ``folder``, or of the Tux
+    Paint stamps package) as H×W×4 uint8 RGBA tensors, at most ``STAMP_SIDE`` px a side."""
+    from dataset_gen.sources import TUXPAINT_STAMPS, stamp_cutouts
+
+    paths = stamp_cutouts(Path(folder) if folder else TUXPAINT_STAMPS)
+    if not paths:
+        raise SystemExit("stamps > 0: no photographic cut-out found; install tuxpaint-stamps-default with "
+                         "bash scripts/install-photos.sh, or set stamp_dir")
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            rgba = im.convert("RGBA")
+        rgba.thumbnail((STAMP_SIDE, STAMP_SIDE), Image.Resampling.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(rgba).copy()))
+    return out
+
+
+def grey_of(rgb: torch.Tensor) -> torch.Tensor:
+    """The grey (float, 0..255) dataset_gen.degrade.to_grey gives an RGB photo (…×3, 0..255): ITU-R 601 luma."""
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def paste_stamps(a: torch.Tensor, b: torch.Tensor, stamps: list[torch.Tensor], count: int,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` drawn cut-outs pasted on a crop (grey a c×c, colour b c×c×3, uint8) at drawn places,
+    sizes (a long side of 30 … 90 % of the crop) and mirror: in colour on the photo, in grey on its
+    grey version, so the pair stays a photo and its grey copy."""
+    c = a.shape[0]
+    af, bf = a.float(), b.float()
+    for _ in range(count):
+        s = stamps[int(rng.integers(0, len(stamps)))]
+        h, w = s.shape[:2]
+        f = float(rng.uniform(0.3, 0.9)) * c / max(h, w)
+        sh, sw = max(2, min(c, round(h * f))), max(2, min(c, round(w * f)))
+        t = F.interpolate(s.permute(2, 0, 1)[None].float(), size=(sh, sw), mode="bilinear", antialias=True,
+                          align_corners=False)[0].permute(1, 2, 0)
+        if rng.random() < 0.5:
+            t = t.flip(1)
+        y0, x0 = int(rng.integers(0, c - sh + 1)), int(rng.integers(0, c - sw + 1))
+        m = (t[..., 3:] / 255.0).clamp(0, 1)
+        rgb = t[..., :3].clamp(0, 255)
+        region = (slice(y0, y0 + sh), slice(x0, x0 + sw))
+        bf[region] = bf[region] * (1 - m) + rgb * m
+        af[region] = af[region] * (1 - m[..., 0]) + grey_of(rgb) * m[..., 0]
+    return af.round().clamp(0, 255).byte(), bf.round().clamp(0, 255).byte()
 
 
 class CachedPairs:
@@ -51,7 +104,8 @@ class CachedPairs:
     the network sees every photo at many scales and places: at the served work size (long side
     256) a crop of 96² is a third of the photo; zoomed in, a face or a single flower."""
 
-    def __init__(self, folder: Path, load_size: int, crop_size: int, zoom: tuple[int, int] | None = None) -> None:
+    def __init__(self, folder: Path, load_size: int, crop_size: int, zoom: tuple[int, int] | None = None,
+                 stamps: list[torch.Tensor] | None = None, stamp_p: float = 0.0, stamp_max: int = 2) -> None:
         files = list_pngs(folder)
         a_list, b_list = [], []
         for path in files:
@@ -74,6 +128,11 @@ class CachedPairs:
                 raise SystemExit(f"zoom {list(zoom)}: expected crop_size <= lo <= hi")
             self.a, self.b = a_list, b_list  # whole photos of different sizes
         self.load_size, self.crop_size = load_size, crop_size
+        # stamps go only on pairs whose grey input is the photo's plain grey: on an aged print a
+        # clean pasted object would mark itself as the part to colour
+        self.stamps, self.stamp_p, self.stamp_max = stamps or [], float(stamp_p), max(1, int(stamp_max))
+        self.plain = [bool((a.float() - grey_of(b.float())).abs().mean() < 1.5)
+                      for a, b in zip(a_list, b_list, strict=True)] if self.stamps else [False] * len(a_list)
 
     def __len__(self) -> int:
         return len(self.a)
@@ -110,6 +169,8 @@ class CachedPairs:
                 y0, x0 = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
                 a = self.a[i, y0:y0 + c, x0:x0 + c]
                 b = self.b[i, y0:y0 + c, x0:x0 + c]
+            if self.stamps and self.plain[int(i)] and rng.random() < self.stamp_p:
+                a, b = paste_stamps(a, b, self.stamps, int(rng.integers(1, self.stamp_max + 1)), rng)
             if rng.random() < 0.5:
                 a, b = a.flip(1), b.flip(1)
             grey.append(a)
@@ -197,9 +258,12 @@ def main(argv: list[str] | None = None) -> dict:
         net.load_state_dict(load_tensors(Path(cfg["init"]) / COLORIZE_FILE), strict=False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = EMA(net, cfg["ema"])
-    train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"], cfg["zoom"])
+    stamps = load_stamps(cfg["stamp_dir"]) if cfg["stamps"] else None
+    train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"], cfg["zoom"],
+                        stamps, cfg["stamps"], cfg["stamp_max"])
     if run.master:
-        print(f"{len(train)} training pairs")
+        print(f"{len(train)} training pairs" + (f", {len(stamps)} stamps on {sum(train.plain)} plain-grey pairs"
+                                                 if stamps else ""))
     val_dir = Path(cfg["data"]) / "val"
     val = load_val(val_dir, cfg["eval_size"], cfg["eval_max"]) if val_dir.is_dir() else []
     step = 0

@@ -41,6 +41,11 @@ DEFAULTS = {
     "data": "data/repair2", "out": "runs/repair", "init": "",
     "width": 32, "levels": 3, "blocks": 2, "fine": 0, "denoise": 0, "context": 64, "knots": 16, "quantiles": 0,
     "loss": "charbonnier", "eps": 1e-3,
+    # loss "logmse": each crop's 10·log10(MSE + log_eps), averaged: the negative of the mean PSNR the
+    # evaluation reports, so a crop with mild damage (or none) weighs as much in dB as a faded one,
+    # where a pixel loss lets the few large errors of the tone damages decide; log_eps (1e-4 = 40 dB,
+    # the clean-photo bar) bounds the pull of crops already repaired that far
+    "log_eps": 1e-4,
     # > 0: the tone curve's own output is also pulled towards the clean photo (that loss times this
     # weight): trained only through the whole network, the curve stayed at the identity while the
     # local network, already trained on faded inputs, kept doing a worse job of the global correction
@@ -162,6 +167,9 @@ def pixel_loss(err: torch.Tensor, cfg: dict) -> torch.Tensor:
         return torch.sqrt(err * err + cfg["eps"] ** 2).mean()
     if cfg["loss"] == "mse":
         return (err * err).mean()
+    if cfg["loss"] == "logmse":
+        mse = (err * err).flatten(1).mean(1)
+        return 10 * torch.log10(mse + cfg["log_eps"]).mean()
     return err.abs().mean()
 
 
@@ -318,6 +326,8 @@ def write_card(out: Path, cfg: dict, step: int, wall_s: float, ungated: dict, ga
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(argv)
+    if cfg["loss"] not in ("charbonnier", "mse", "logmse", "l1"):
+        raise SystemExit(f"loss {cfg['loss']!r}: charbonnier, mse, logmse or l1")
     if cfg["target"] not in ("clean", "denoise"):
         raise SystemExit(f"target {cfg['target']!r}: clean or denoise")
     stage = cfg["target"] == "denoise"
