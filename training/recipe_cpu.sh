@@ -67,6 +67,10 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 # ... its step-3000 model trained on with a gentler mix (more clean photos, some single damages);
 # the model at step 5000 is served, behind the two-band gate chosen on validation.
 $PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml resume=true
+# ... its step-5000 model (behind its gate) trained on with the per-crop log-MSE loss; the model at
+# step 5000 is served, behind the two-band gate chosen on validation.
+$PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/repair2 --out runs/export_repair_gentle
+$PY -m training.train_repair --config training/configs/repair_logmse_cpu.yaml init=runs/export_repair_gentle resume=true
 
 # Colouriser: the classification run's step-2000 model (the validation-best), trained on for 1000
 # steps with Tux Paint's photographed objects pasted on its plain-grey crops; step 250 is served
@@ -79,5 +83,5 @@ $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a nar
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed10/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/repair2 --out weights/repair
+rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_logmse/model_5000 --data data/repair2 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
