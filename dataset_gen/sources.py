@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
@@ -353,8 +354,6 @@ def stamp_cutouts(root: Path = TUXPAINT_STAMPS, min_opaque: int = 2000, min_uniq
     ``STAMP_SKIP`` folders, with at least ``min_opaque`` opaque pixels, of which at least
     ``min_unique`` have a colour of their own (a drawing's flat fills repeat a few colours; a
     photograph's texture rarely repeats one). Sorted paths; empty when the package is absent."""
-    import numpy as np
-
     root = package_path(root)
     out = []
     for p in sorted(root.rglob("*.png")) if root.is_dir() else []:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from dataset_gen.sources import PROCEDURAL_PREFIX
 from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights, soft_encode
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
+from restoration.repair import LUMA
 from restoration.weights import COLORIZE_FILE, save_tensors, write_config
 from training.config import load_config
 from training.data import epoch_batch, evenly_spaced, list_pngs, step_rng, to_tensor
@@ -64,7 +65,8 @@ def load_stamps(folder: str = "") -> list[torch.Tensor]:
 
 def grey_of(rgb: torch.Tensor) -> torch.Tensor:
     """The grey (float, 0..255) dataset_gen.degrade.to_grey gives an RGB photo (…×3, 0..255): ITU-R 601 luma."""
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    r, g, b = LUMA
+    return rgb[..., 0] * r + rgb[..., 1] * g + rgb[..., 2] * b
 
 
 def paste_stamps(a: torch.Tensor, b: torch.Tensor, stamps: list[torch.Tensor], count: int,
