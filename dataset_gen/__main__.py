@@ -11,7 +11,7 @@ Sources: ``procedural:N`` (built-in scenes), ``skimage[:name,...]`` (scikit-imag
 photographs), ``mate`` / ``plasma`` / ``lomiri`` (Debian's mate-backgrounds,
 plasma-workspace-wallpapers and lomiri-wallpapers packages), the photographs of other Debian
 packages (``opencv``, ``gcompris``, ``kphotoalbum``, ``lxqt``, ``jigzo``, ``palapeli``, ``kalzium``,
-``digikam``, ``tuxpaint``, ``sklearn``, ``puzzle-jigsaw``; install them with
+``digikam``, ``tuxpaint``, ``sklearn``, ``puzzle-jigsaw``, ``tuxtype``, ``maldives``, ``etr``; install them with
 scripts/install-photos.sh), ``matplotlib`` (its sample portrait), ``all-photos`` (every photograph
 source present on this machine), ``folder:PATH`` or a plain PATH.
 

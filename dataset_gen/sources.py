@@ -116,6 +116,20 @@ STAMP_SKIP = {"cartoon", "toys", "easter", "halloween", "newyears", "christmas",
 SKLEARN_IMAGES = Path("/usr/lib/python3/dist-packages/sklearn/datasets/images")
 # puzzle-jigsaw (samples: CC0-1.0, photos from Pexels).
 PUZZLE_JIGSAW_SAMPLES = Path("/usr/share/puzzle-jigsaw/samples")
+# tuxtype-data (GPL-2): Tux Typing's twelve landscape photographs, 1280x1024 (glaciers and icebergs, a
+# granite beach, a mountain lake, a volcano, rice terraces, a hot spring, a cave, rocky coasts) and
+# hidden.jpg (a person in an orange jacket holding a seal pup). The themes' 300x200 photos are too small.
+TUXTYPE_IMAGES = Path("/usr/share/tuxtype/images")
+TUXTYPE_PHOTOS = [f"kcas{i}" for i in range(12)] + ["hidden"]
+# sddm-theme-maldives (CC-BY-SA-3.0): the login background, a jetty under palms (maldives.jpg beside it is
+# the same photograph with the login box drawn on).
+MALDIVES_THEME = Path("/usr/share/sddm/themes/maldives")
+# extremetuxracer-data (GPL-2+): its photographic ground textures, 256x256 (rock, grass, pebbles, sand,
+# mud, dirt, paving); the snow and ice ones are painted overlays, the sky boxes rendered.
+ETR_TERRAINS = Path("/usr/share/games/etr/terrains")
+ETR_PHOTOS = ["dirt01", "floor01", "floor02", "grass01", "grass02", "grass03", "mud01", "pave01", "pave02",
+              "pebbles01", "pebbles04", "rock", "rock01", "rock02", "rock03", "rock04", "rock05", "rock06", "rock07",
+              "sand01"]
 # matplotlib's sample data (a pinned dependency, so always here; Debian: python-matplotlib-data):
 # the portrait of Grace Hopper (U.S. Navy photograph, public domain).
 MATPLOTLIB_SAMPLE_DATA = Path("/usr/share/matplotlib/mpl-data/sample_data")
@@ -447,6 +461,9 @@ PACKAGE_KINDS = {  # kind: photographs of its Debian package(s) present on this 
     "tuxpaint": lambda: _named("tuxpaint", _files(TUXPAINT_TEMPLATES)),
     "sklearn": lambda: _named("sklearn", _files(SKLEARN_IMAGES)),
     "puzzle-jigsaw": lambda: _named("puzzle-jigsaw", _files(PUZZLE_JIGSAW_SAMPLES)),
+    "tuxtype": lambda: _named("tuxtype", _files(TUXTYPE_IMAGES, TUXTYPE_PHOTOS)),
+    "maldives": lambda: _named("maldives", _files(MALDIVES_THEME, ["background"])),
+    "etr": lambda: _named("etr", _files(ETR_TERRAINS, ETR_PHOTOS)),
     "matplotlib": matplotlib_photos,
 }
 

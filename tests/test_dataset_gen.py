@@ -237,3 +237,28 @@ def test_photos_inside_other_files(tmp_path, monkeypatch):
                      "kphotoalbum-wayne.png"]
     assert Image.open(tmp_path / "heldout" / "kphotoalbum-wayne.png").size == (40, 60)
     assert sources.missing_heldout(sources.heldout_sources()) == ["opencv-missing"]
+
+
+def test_allow_listed_package_photos(tmp_path, monkeypatch):
+    """tuxtype, maldives and etr take only the photographs their allow-lists name (the game art,
+    the login box copy and the painted snow textures beside them are left out), from the installed
+    path or, unpacked only, from below EXTRACTED."""
+    from dataset_gen import sources
+
+    def put(folder: Path, *names: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            Image.new("RGB", (32, 24), (90, 140, 60)).save(folder / n)
+
+    put(tmp_path / "tuxtype", "kcas0.jpg", "kcas11.jpg", "hidden.jpg", "main_bkg.png", "fishy0.png")
+    put(tmp_path / "sddm", "background.jpg", "maldives.jpg")
+    extracted = tmp_path / "extracted"
+    put(extracted / "usr/share/games/etr/terrains", "rock01.png", "grass02.png", "snowy_rock.png", "ice.png")
+    monkeypatch.setattr(sources, "TUXTYPE_IMAGES", tmp_path / "tuxtype")
+    monkeypatch.setattr(sources, "MALDIVES_THEME", tmp_path / "sddm")
+    monkeypatch.setattr(sources, "EXTRACTED", extracted)
+    uids = {k: sorted(s.uid for s in sources.PACKAGE_KINDS[k]()) for k in ("tuxtype", "maldives", "etr")}
+    assert uids == {"tuxtype": ["tuxtype-hidden", "tuxtype-kcas0", "tuxtype-kcas11"],
+                    "maldives": ["maldives-background"], "etr": ["etr-grass02", "etr-rock01"]}
+    monkeypatch.setattr(sources, "EXTRACTED", tmp_path / "nothing")
+    assert sources.PACKAGE_KINDS["etr"]() == []  # not installed: nothing, no error

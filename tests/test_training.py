@@ -449,3 +449,22 @@ def test_stamps_are_photographed_cut_outs_pasted_on_plain_grey_pairs_only(tmp_pa
         for j, i in enumerate(epoch_batch(2, 0, step, 2)):
             varies = float(ab[j].flatten(1).std(1).max()) > 1.0
             assert varies == (int(i) == 0)
+
+    # stamp_aged: the aged pair gets objects too, its grey input aged afresh from the photo with
+    # the objects on it (not the stored input, a flat 200), at the stored crop's scale
+    both = CachedPairs(data, 40, 32, stamps=stamps, stamp_p=1.0, stamp_aged=True)
+    assert both.age_scale == [1.0, 1.0]
+    for step in range(4):
+        L, ab = both.batch(0, step, 2)
+        assert torch.equal(L, both.batch(0, step, 2)[0])
+        for j in range(2):
+            assert float(ab[j].flatten(1).std(1).max()) > 1.0  # every crop has an object on it
+        for j, i in enumerate(epoch_batch(2, 0, step, 2)):
+            if int(i) == 1:  # aged afresh: it follows the pasted photo, no longer one flat grey
+                assert float(L[j].std()) > 0.02
+    from training.train_colorizer import age_again
+
+    rng = np.random.default_rng(3)
+    flat = torch.full((32, 32, 3), 128, dtype=torch.uint8)
+    aged = age_again(flat, 2.5, rng)
+    assert aged.shape == (32, 32) and aged.dtype == torch.uint8

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from dataset_gen.degrade import old_photo
 from dataset_gen.sources import PROCEDURAL_PREFIX
 from restoration.chroma import ChromaConfig, annealed_mean, build, decoding, rebalance_weights, soft_encode
 from restoration.color import lab_to_rgb, normalize_l, rgb_to_lab
@@ -40,6 +41,9 @@ DEFAULTS = {
     # > 0: this share of the crops whose grey input is the plain grey of the photo get 1 .. stamp_max
     # photographed objects (dataset_gen.sources.stamp_cutouts) pasted on, in colour and in grey
     "stamps": 0.0, "stamp_max": 2, "stamp_dir": "",
+    # true: aged pairs get objects too, their grey input aged afresh (dataset_gen.degrade.old_photo)
+    # from the photo with the objects on it, at the scale the dataset aged its crops
+    "stamp_aged": False,
 }
 
 STAMP_SIDE = 128  # cut-outs are kept at most this long a side (the crops they go on are ~96 px)
@@ -94,6 +98,22 @@ def paste_stamps(a: torch.Tensor, b: torch.Tensor, stamps: list[torch.Tensor], c
     return af.round().clamp(0, 255).byte(), bf.round().clamp(0, 255).byte()
 
 
+def age_again(b: torch.Tensor, scale: float, rng: np.random.Generator) -> torch.Tensor:
+    """The grey input (c×c uint8) of colour crop b (c×c×3 uint8) aged like an old print by
+    dataset_gen.degrade.old_photo, at ``scale`` times the crop's size and brought back, as
+    dataset_gen ages a stored crop that training then shrinks."""
+    c = b.shape[0]
+    img = Image.fromarray(b.numpy(), "RGB")
+    big = max(c, round(c * scale))
+    if big != c:
+        img = img.resize((big, big), Image.Resampling.BICUBIC)
+    aged, _ = old_photo(img, rng)
+    grey = aged.convert("L")
+    if big != c:
+        grey = grey.resize((c, c), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(grey).copy())
+
+
 class CachedPairs:
     """Aligned grey|colour pairs decoded once and kept as uint8 in memory; a batch is a pure
     function of (seed, step): random crops and flips (no colour jitter, which would teach wrong
@@ -107,14 +127,16 @@ class CachedPairs:
     256) a crop of 96² is a third of the photo; zoomed in, a face or a single flower."""
 
     def __init__(self, folder: Path, load_size: int, crop_size: int, zoom: tuple[int, int] | None = None,
-                 stamps: list[torch.Tensor] | None = None, stamp_p: float = 0.0, stamp_max: int = 2) -> None:
+                 stamps: list[torch.Tensor] | None = None, stamp_p: float = 0.0, stamp_max: int = 2,
+                 stamp_aged: bool = False) -> None:
         files = list_pngs(folder)
-        a_list, b_list = [], []
+        a_list, b_list, sides = [], [], []
         for path in files:
             with Image.open(path) as im:
                 ab = im.convert("RGB")
             half = ab.width // 2
             a_img, b_img = ab.crop((0, 0, half, ab.height)).convert("L"), ab.crop((half, 0, ab.width, ab.height))
+            sides.append(max(a_img.size))
             if zoom is None:
                 size = (load_size, load_size)
                 a_img = a_img.resize(size, Image.Resampling.BICUBIC)
@@ -135,6 +157,10 @@ class CachedPairs:
         self.stamps, self.stamp_p, self.stamp_max = stamps or [], float(stamp_p), max(1, int(stamp_max))
         self.plain = [bool((a.float() - grey_of(b.float())).abs().mean() < 1.5)
                       for a, b in zip(a_list, b_list, strict=True)] if self.stamps else [False] * len(a_list)
+        # an aged pair that gets objects is aged afresh: dataset_gen aged the stored crop, so the
+        # training crop is aged at the stored crop's scale (grain and specks as big as in the data)
+        self.stamp_aged = bool(stamp_aged) and bool(self.stamps)
+        self.age_scale = [max(1.0, s / load_size) if zoom is None else 1.0 for s in sides]
 
     def __len__(self) -> int:
         return len(self.a)
@@ -171,8 +197,11 @@ class CachedPairs:
                 y0, x0 = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
                 a = self.a[i, y0:y0 + c, x0:x0 + c]
                 b = self.b[i, y0:y0 + c, x0:x0 + c]
-            if self.stamps and self.plain[int(i)] and rng.random() < self.stamp_p:
+            plain = self.plain[int(i)]
+            if self.stamps and (plain or self.stamp_aged) and rng.random() < self.stamp_p:
                 a, b = paste_stamps(a, b, self.stamps, int(rng.integers(1, self.stamp_max + 1)), rng)
+                if not plain:
+                    a = age_again(b, self.age_scale[int(i)], rng)
             if rng.random() < 0.5:
                 a, b = a.flip(1), b.flip(1)
             grey.append(a)
@@ -262,10 +291,10 @@ def main(argv: list[str] | None = None) -> dict:
     ema = EMA(net, cfg["ema"])
     stamps = load_stamps(cfg["stamp_dir"]) if cfg["stamps"] else None
     train = CachedPairs(Path(cfg["data"]) / "train", cfg["load_size"], cfg["crop_size"], cfg["zoom"],
-                        stamps, cfg["stamps"], cfg["stamp_max"])
+                        stamps, cfg["stamps"], cfg["stamp_max"], cfg["stamp_aged"])
     if run.master:
-        print(f"{len(train)} training pairs" + (f", {len(stamps)} stamps on {sum(train.plain)} plain-grey pairs"
-                                                 if stamps else ""))
+        on = len(train) if train.stamp_aged else sum(train.plain)
+        print(f"{len(train)} training pairs" + (f", {len(stamps)} stamps on {on} pairs" if stamps else ""))
     val_dir = Path(cfg["data"]) / "val"
     val = load_val(val_dir, cfg["eval_size"], cfg["eval_max"]) if val_dir.is_dir() else []
     step = 0
