@@ -391,6 +391,15 @@ def test_chroma_decoding_chosen_on_whole_photos_as_served(tmp_path):
               for p in photos]
     measured = summary["vividness_grid"][str(float(cfg.vividness))]["psnr"]
     assert abs(float(np.mean(served)) - measured) < 0.05
+    # --frontier measures the same decodings and exports nothing: the best dB over grey at each colour
+    front = export_chroma.main(["--run", str(run), "--data", str(data), "--whole", "--frontier"])["frontier"]
+    assert list(front) == ["0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0", "1.1"]
+    known = [v for v in front.values() if v is not None]
+    assert known == sorted(known, reverse=True)  # asking for more colour never measures better
+    for v in summary["vividness_grid"].values():  # each served setting is one of the decodings measured
+        for x, best in front.items():
+            if v["colour_ratio"] >= float(x):
+                assert best is not None and best >= v["psnr"] - summary["val_grey_psnr"] - 1e-6
 
 
 def test_stamps_are_photographed_cut_outs_pasted_on_plain_grey_pairs_only(tmp_path):
@@ -468,3 +477,23 @@ def test_stamps_are_photographed_cut_outs_pasted_on_plain_grey_pairs_only(tmp_pa
     flat = torch.full((32, 32, 3), 128, dtype=torch.uint8)
     aged = age_again(flat, 2.5, rng)
     assert aged.shape == (32, 32) and aged.dtype == torch.uint8
+
+
+def test_colorizer_regression_loss_trains_the_decoded_ab(tmp_path):
+    """loss=huber: plain regression of the ab the served decoding gives (T 1, the rebalancing undone by
+    reg_alpha) with a Huber loss; it lowers that loss on a fixed batch, and an unknown loss is refused."""
+
+    from training import train_colorizer
+
+    data = tmp_path / "pairs"
+    dataset_main(["--task", "colorize", "--source", "procedural:6", "--size", "48", "--crops", "2",
+                  "--workers", "1", "--val", "0.0", "--test", "0", "--out", str(data)])
+    common = [f"data={data}", "width=16", "blocks=1", "work_size=64", "crop_size=32", "load_size=40",
+              "batch_size=8", "threads=1", "prior_batches=2", "eval_every=1000", "ckpt_every=1000", "warmup=0"]
+    run = tmp_path / "reg"
+    train_colorizer.main(common + [f"out={run}", "loss=huber", "steps=60", "lr=0.003"])
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert len(losses) >= 3 and losses[-1] < losses[0]
+    with pytest.raises(SystemExit, match="loss=l2"):
+        train_colorizer.main(common + [f"out={tmp_path / 'bad'}", "loss=l2", "steps=1"])

@@ -2,6 +2,10 @@
 
     python -m training.export_chroma --run runs/colorize_cls [--step N] --data data/colorize_all --out weights/colorize
     python -m training.export_chroma --run runs/colorize_v15 --step N --data data/colorize_whole --whole --out DIR
+    python -m training.export_chroma --run runs/colorize_cls --step N --data data/colorize_all --frontier
+
+``--frontier`` exports nothing: it prints the model's validation frontier, the best PSNR over grey
+among the decodings (α, T) whose colourfulness reaches 0.4x … 1.1x, to compare runs at equal colour.
 
 With ``--whole`` the validation photos are whole photographs (``dataset_gen --whole``) colourised
 as served: grey at their stored size, the network at the work size (long side) padded to a square,
@@ -111,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--run", required=True)
     p.add_argument("--step", type=int, help="model_<step> (default: the run's last model)")
     p.add_argument("--data", required=True, help="the dataset whose val/ chooses the decoding")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="the weights directory to write (not with --frontier)")
+    p.add_argument("--frontier", action="store_true",
+                   help="print the validation frontier (best dB over grey at each colourfulness), export nothing")
     p.add_argument("--whole", action="store_true",
                    help="the dataset holds whole photos (dataset_gen --whole): validate as served")
     a = p.parse_args(argv)
@@ -142,6 +148,16 @@ def main(argv: list[str] | None = None) -> dict:
     for alpha in (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5):
         for t in (1.0, 0.6, 0.38):
             table[(alpha, t)] = measure(cached, photos, centres, lw, alpha, t)
+    if a.frontier:
+        front = {}
+        for x in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1):
+            ok = [ps - grey for ps, cr in table.values() if cr >= x]
+            front[str(x)] = round(max(ok), 3) if ok else None
+        summary = {"run": run.name, "model": model_dir.name, "val_grey_psnr": grey, "frontier": front}
+        print(json.dumps(summary))
+        return summary
+    if not a.out:
+        p.error("--out is required (or --frontier)")
     faithful = max((k for k in table if k[1] == 1.0), key=lambda k: table[k][0])
     vivid_ok = [k for k in table if table[k][0] >= grey - 0.5 and k[0] <= faithful[0]] or [faithful]
     vivid = max(vivid_ok, key=lambda k: table[k][1])

@@ -73,11 +73,12 @@ $PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/
 $PY -m training.train_repair --config training/configs/repair_logmse_cpu.yaml init=runs/export_repair_gentle resume=true
 
 # Colouriser: the classification run's step-2000 model (the validation-best), trained on for 1000
-# steps with Tux Paint's photographed objects pasted on its plain-grey crops; step 250 is served
-# (the validation-best of that run).
+# steps with Tux Paint's photographed objects pasted on its crops.
 $PY -m training.export_chroma --run runs/colorize_cls --step 2000 --data data/colorize_all --out runs/export_colorize_cls
-$PY -m training.train_colorizer --config training/configs/colorize_stamps1_cpu.yaml init=runs/export_colorize_cls resume=true
-$PY -m training.export_chroma --run runs/colorize_stamps1 --step 250 --data data/colorize_all --out weights/colorize
+# The default: objects pasted on the plain-grey and the aged crops (stamp_aged), seed 1, its
+# validation-best kept model (docs/training.md: colorize_aged_all).
+$PY -m training.train_colorizer --config training/configs/colorize_aged_all_cpu.yaml init=runs/export_colorize_cls resume=true
+$PY -m training.export_chroma --run runs/colorize_aged_all --step 500 --data data/colorize_all --out weights/colorize
 $PY -m training.export --sr runs/pan_x2_long --out weights  # its last model (step 11 000)
 $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a narrow upsampler (below)
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10

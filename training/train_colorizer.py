@@ -44,6 +44,11 @@ DEFAULTS = {
     # true: aged pairs get objects too, their grey input aged afresh (dataset_gen.degrade.old_photo)
     # from the photo with the objects on it, at the scale the dataset aged its crops
     "stamp_aged": False,
+    # "cls": cross-entropy over the ab bins, rebalanced (the recipe); "huber": plain regression, a
+    # Huber loss (beta in Lab units) on the ab the served decoding gives at T 1 (the mean of the
+    # bins' softmax with the rebalancing undone by reg_alpha), no rebalancing: the issue's
+    # classification-against-regression comparison, and a regression fine-tune after classification
+    "loss": "cls", "huber_beta": 5.0, "reg_alpha": 1.0,
 }
 
 STAMP_SIDE = 128  # cut-outs are kept at most this long a side (the crops they go on are ~96 px)
@@ -313,6 +318,9 @@ def main(argv: list[str] | None = None) -> dict:
         net.log_weight.copy_(weights.log())
         ema.model.log_weight.copy_(weights.log())
     centres_d = centres.to(run.device)
+    log_w = weights.log()
+    if cfg["loss"] not in ("cls", "huber"):
+        raise SystemExit(f"loss={cfg['loss']}: expected cls or huber")
     model = run.wrap(net)
     bar = tqdm(total=cfg["steps"], initial=step, desc="colorize cls", disable=not run.master)
     metrics: dict = {}
@@ -329,7 +337,11 @@ def main(argv: list[str] | None = None) -> dict:
             logits = model(L)
         logp = torch.log_softmax(logits.float(), dim=1)
         ce = -(logp.gather(1, idx) * wts).sum(1)
-        loss = (ce * pix_w).mean()
+        if cfg["loss"] == "huber":
+            pred = annealed_mean(logits, centres_d, 1.0, log_w, float(cfg["reg_alpha"]))
+            loss = F.smooth_l1_loss(pred, ab, beta=float(cfg["huber_beta"]))
+        else:
+            loss = (ce * pix_w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
