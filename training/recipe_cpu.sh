@@ -21,6 +21,10 @@ $PY -m dataset_gen --task sr --source all-photos --source procedural:10 \
     --size 192 --crops 12 --scales 2 --val 0.08 --test 0.0 --seed 0 --out data/sr_all
 $PY -m dataset_gen --task repair --source all-photos --source procedural:60 \
     --size 256 --crops 10 --clean 0.15 --val 0.05 --test 0.0 --seed 0 --out data/repair2
+# The same command once the tuxtype, maldives and etr sources were added (data/repair2 above was built
+# before they existed; rebuilt today the two are the same): the default's last run trained on it.
+$PY -m dataset_gen --task repair --source all-photos --source procedural:60 \
+    --size 256 --crops 10 --clean 0.15 --val 0.05 --test 0.0 --seed 0 --out data/repair3
 $PY -m training.heldout --out data/heldout
 
 # Colouriser (classification over ab bins) beside SR ×2 (previous default ×2 recipe, then a
@@ -67,10 +71,13 @@ $PY -m training.train_repair --config training/configs/repair_tone2_cpu.yaml res
 # ... its step-3000 model trained on with a gentler mix (more clean photos, some single damages);
 # the model at step 5000 is served, behind the two-band gate chosen on validation.
 $PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml resume=true
-# ... its step-5000 model (behind its gate) trained on with the per-crop log-MSE loss; the model at
-# step 5000 is served, behind the two-band gate chosen on validation.
+# ... its step-5000 model (behind its gate) trained on with the per-crop log-MSE loss.
 $PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/repair2 --out runs/export_repair_gentle
 $PY -m training.train_repair --config training/configs/repair_logmse_cpu.yaml init=runs/export_repair_gentle resume=true
+# ... its step-5000 model (behind its gate) trained on the same way on data/repair3 (the photographic
+# ground textures among its photos); the model at step 6000 is served, its gate chosen on validation.
+$PY -m training.export_repair --model runs/repair_logmse/model_5000 --data data/repair2 --out runs/export_repair_logmse
+$PY -m training.train_repair --config training/configs/repair_tex_cpu.yaml init=runs/export_repair_logmse resume=true
 
 # Colouriser: the classification run's step-2000 model (the validation-best), trained on for 1000
 # steps with Tux Paint's photographed objects pasted on its crops.
@@ -84,5 +91,5 @@ $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a nar
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed10/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_logmse/model_5000 --data data/repair2 --out weights/repair
+rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tex/model_6000 --data data/repair3 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
