@@ -75,9 +75,10 @@ $PY -m training.train_repair --config training/configs/repair_gentle_cpu.yaml re
 $PY -m training.export_repair --model runs/repair_gentle/model_5000 --data data/repair2 --out runs/export_repair_gentle
 $PY -m training.train_repair --config training/configs/repair_logmse_cpu.yaml init=runs/export_repair_gentle resume=true
 # ... its step-5000 model (behind its gate) trained on the same way on data/repair3 (the photographic
-# ground textures among its photos); the model at step 6000 is served, its gate chosen on validation.
+# ground textures among its photos) with 35 % of the photos left clean; the model at step 6000 is
+# served, its gate chosen on validation.
 $PY -m training.export_repair --model runs/repair_logmse/model_5000 --data data/repair2 --out runs/export_repair_logmse
-$PY -m training.train_repair --config training/configs/repair_tex_cpu.yaml init=runs/export_repair_logmse resume=true
+$PY -m training.train_repair --config training/configs/repair_tex2_cpu.yaml init=runs/export_repair_logmse resume=true
 
 # Colouriser: the classification run's step-2000 model (the validation-best), trained on for 1000
 # steps with Tux Paint's photographed objects pasted on its crops.
@@ -91,5 +92,5 @@ $PY -m training.export --sr runs/pan_x4_u12 --out weights  # ×4: PAN with a nar
 $PY -m training.export --sr runs/pan_x2_real10 --out runs/export_compressed10
 mkdir -p weights/sr_x2/compressed
 cp runs/export_compressed10/sr_x2/{config.json,export.json,model_2x.safetensors} weights/sr_x2/compressed/
-rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tex/model_6000 --data data/repair3 --out weights/repair
+rm -rf weights/repair && $PY -m training.export_repair --model runs/repair_tex2/model_6000 --data data/repair3 --out weights/repair
 $PY -m training.evaluate --photos data/heldout --weights weights --out results/eval
