@@ -283,6 +283,8 @@ def export_model(net, ccfg: ChromaConfig, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(DEFAULTS, __doc__, argv)
+    if cfg["loss"] not in ("cls", "huber"):  # before the data and the prior are read
+        raise SystemExit(f"loss={cfg['loss']}: expected cls or huber")
     run = Run(cfg)
     ccfg = ChromaConfig(width=int(cfg["width"]), blocks=int(cfg["blocks"]), work_size=int(cfg["work_size"]))
     net, centres = build(ccfg)
@@ -314,13 +316,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         prior = measure_prior(train, centres, cfg)
     weights = rebalance_weights(prior, cfg["lam"], centres=centres).to(run.device)
-    with torch.no_grad():  # kept with the weights: decoding undoes the rebalancing bias with it
-        net.log_weight.copy_(weights.log())
-        ema.model.log_weight.copy_(weights.log())
-    centres_d = centres.to(run.device)
     log_w = weights.log()
-    if cfg["loss"] not in ("cls", "huber"):
-        raise SystemExit(f"loss={cfg['loss']}: expected cls or huber")
+    with torch.no_grad():  # kept with the weights: decoding undoes the rebalancing bias with it
+        net.log_weight.copy_(log_w)
+        ema.model.log_weight.copy_(log_w)
+    centres_d = centres.to(run.device)
     model = run.wrap(net)
     bar = tqdm(total=cfg["steps"], initial=step, desc="colorize cls", disable=not run.master)
     metrics: dict = {}
